@@ -1,0 +1,197 @@
+"""The producer's and inspector's view of a queue: enqueue, stats, dead letters.
+
+Workers consume through gridq.worker.broker; this module is what code that does not
+import the handlers uses (``Queue.from_url(url, "name").enqueue("add", 2, 3)``), and
+what the hub and the CLI read queue figures from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from gridq import protocol
+from gridq.keys import QueueKeys
+from gridq.redisurl import client, mask
+
+STAT_FIELDS = ("processed", "failed", "retried", "dead")
+
+
+class Queue:
+    def __init__(self, conn: redis.Redis, name: str, *, url: str | None = None) -> None:
+        self.conn = conn
+        self.name = name
+        self.keys = QueueKeys(name)
+        self._url = url
+
+    @classmethod
+    def from_url(cls, url: str, name: str, **kw: Any) -> Queue:
+        return cls(client(url, **kw), name, url=url)
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r}, url={mask(self._url)!r})"
+
+    # --- producing ------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task: str,
+        *args: Any,
+        _priority: int = 0,
+        _delay: float | None = None,
+        _retries: int | None = None,
+        _timeout: float | None = None,
+        _job_id: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Enqueue a named task; returns the job id. ``_priority`` 1..9 runs before 0 (higher first)."""
+        job_id = _job_id or protocol.new_id()
+        item = protocol.encode(
+            task,
+            args,
+            kwargs,
+            job_id=job_id,
+            retries=_retries,
+            timeout=_timeout,
+            priority=_priority,
+        )
+        self.push_items([item], priority=_priority, delay=_delay)
+        return job_id
+
+    def push_raw(self, *items: bytes | str) -> int:
+        """LPUSH raw items in order (the first given runs first); returns the new depth."""
+        data = [i.encode() if isinstance(i, str) else i for i in items]
+        return self.push_items(data)
+
+    def push_items(
+        self, items: Iterable[bytes], *, priority: int = 0, delay: float | None = None
+    ) -> int:
+        items = list(items)
+        if not items:
+            return 0
+        if not 0 <= priority <= protocol.MAX_PRIORITY:
+            raise ValueError(f"priority must be 0..{protocol.MAX_PRIORITY}")
+        if delay:
+            due = time.time() + delay
+            return int(self.conn.zadd(self.keys.delayed, {i: due for i in items}))
+        key = self.keys.priority(priority) if priority else self.keys.pending
+        return int(self.conn.lpush(key, *items))
+
+    # --- inspecting -----------------------------------------------------------------
+
+    def stats(self) -> dict[str, int | float | None]:
+        """depth, in_flight, delayed, dead, processed, failed, retried, consumers, oldest_age."""
+        k = self.keys
+        now = time.time()
+        consumers = [
+            c.decode() if isinstance(c, bytes) else c for c in self.conn.zrange(k.consumers, 0, -1)
+        ]
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.llen(k.pending)
+        for level in range(1, protocol.MAX_PRIORITY + 1):
+            pipe.llen(k.priority(level))
+        pipe.zcard(k.delayed)
+        pipe.llen(k.dead)
+        pipe.hgetall(k.stats)
+        pipe.lindex(k.pending, -1)
+        pipe.get(k.last_claim)
+        for c in consumers:
+            pipe.llen(k.inflight(c))
+        res = pipe.execute()
+        depth = sum(int(x) for x in res[: protocol.MAX_PRIORITY + 1])
+        i = protocol.MAX_PRIORITY + 1
+        delayed, dead, counters, oldest, last_claim = res[i : i + 5]
+        in_flight = sum(int(x) for x in res[i + 5 :])
+        counters = {
+            (f.decode() if isinstance(f, bytes) else f): int(v) for f, v in counters.items()
+        }
+        oldest_age: float | None = None
+        if oldest is not None:
+            try:
+                job = protocol.decode(oldest)
+                if job.enqueued_at:
+                    oldest_age = max(0.0, now - job.enqueued_at)
+            except protocol.MalformedJob:
+                pass
+        out: dict[str, int | float | None] = {
+            "depth": depth,
+            "in_flight": in_flight,
+            "delayed": int(delayed),
+            "dead": int(dead),
+            "consumers": len(consumers),
+            "oldest_age": oldest_age,
+            "last_claim": float(last_claim) if last_claim else None,
+        }
+        for f in STAT_FIELDS:
+            out.setdefault(f, counters.get(f, 0))
+        return out
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead jobs, newest first, each with its error type, message and traceback."""
+        out = []
+        for raw in self.conn.lrange(self.keys.dead, 0, limit - 1):
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"error": "unreadable dead-letter record", **protocol.item_text(raw)})
+        return out
+
+    def retry_dead(self, limit: int | None = None) -> int:
+        """Move dead jobs back to the queue (oldest first); returns how many moved."""
+        moved = 0
+        while limit is None or moved < limit:
+            # Atomic per record: never in neither list, never in both.
+            rec = self.conn.eval(_RETRY_ONE, 2, self.keys.dead, self.keys.pending)
+            if rec is None:
+                break
+            moved += 1
+        return moved
+
+    def purge_dead(self) -> int:
+        n = int(self.conn.llen(self.keys.dead))
+        self.conn.delete(self.keys.dead)
+        return n
+
+    def pause(self) -> None:
+        self.conn.set(self.keys.paused, "1")
+
+    def resume(self) -> None:
+        self.conn.delete(self.keys.paused)
+
+
+# Pops the oldest dead record and LPUSHes its original item: one step, so a crash
+# between the two cannot lose or duplicate it.
+_RETRY_ONE = """
+local rec = redis.call('RPOP', KEYS[1])
+if not rec then return nil end
+local ok, body = pcall(cjson.decode, rec)
+local item
+if ok and type(body) == 'table' then
+  if body['item_b64'] then
+    item = body['item_b64']
+    -- base64 is decoded in Lua below
+    local b = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+    item = string.gsub(item, '[^'..b..'=]', '')
+    item = (item:gsub('.', function(x)
+      if (x == '=') then return '' end
+      local r,f='',(b:find(x)-1)
+      for i=6,1,-1 do r=r..(f%2^i-f%2^(i-1)>0 and '1' or '0') end
+      return r;
+    end):gsub('%d%d%d?%d?%d?%d?%d?%d?', function(x)
+      if (#x ~= 8) then return '' end
+      local c=0
+      for i=1,8 do c=c+(x:sub(i,i)=='1' and 2^(8-i) or 0) end
+      return string.char(c)
+    end))
+  else
+    item = body['item']
+  end
+end
+if not item then item = rec end
+redis.call('LPUSH', KEYS[2], item)
+return 1
+"""

@@ -1,0 +1,1 @@
+"""gridq.hub: the REST service where tasks and nodes are registered."""

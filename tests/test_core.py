@@ -1,0 +1,190 @@
+"""The shared core: URL masking, wire format, keys, Queue, settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from gridq import keys, protocol, redisurl
+from gridq.errors import ConfigError, RedisAuthError, RedisUnavailable
+from gridq.queue import Queue
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://user:s3cret@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://:s3cret@host", "redis://:***@host"),
+        ("rediss://s3cret@host:6380", "rediss://***@host:6380"),
+        ("redis://host:6379", "redis://host:6379"),
+        ("", ""),
+    ],
+)
+def test_mask(url: str, masked: str) -> None:
+    assert redisurl.mask(url) == masked
+
+
+def test_mask_text_masks_every_url_and_secret() -> None:
+    text = "failed redis://:pw1@a:1 then redis://u:pw2@b token=tok"
+    out = redisurl.mask_text(text, ["tok"])
+    assert "pw1" not in out and "pw2" not in out and "tok" not in out.replace("token", "")
+
+
+def test_envelope_roundtrip() -> None:
+    item = protocol.encode("add", [1, 2], {"z": 3}, retries=2, priority=4)
+    job = protocol.decode(item)
+    assert (job.task, job.args, job.kwargs, job.retries, job.priority, job.attempt) == (
+        "add",
+        [1, 2],
+        {"z": 3},
+        2,
+        4,
+        0,
+    )
+    again = protocol.decode(protocol.with_attempt(job, 1))
+    assert again.id == job.id and again.attempt == 1
+
+
+@pytest.mark.parametrize(
+    "item", [b"42", b"hello", b"\xff\x00", b"{not json", b'{"a": 1}', b"[1,2]", b""]
+)
+def test_raw_items_pass_unchanged(item: bytes) -> None:
+    job = protocol.decode(item)
+    assert job.is_raw and job.raw == item and job.task is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"gridq": 2, "id": "x", "task": "t"}, "version"),
+        ({"gridq": 1, "task": "t"}, "'id'"),
+        ({"gridq": 1, "id": "x", "task": "t", "args": {}}, "'args'"),
+        ({"gridq": 1, "id": "x", "task": "t", "kwargs": []}, "'kwargs'"),
+        ({"gridq": 1, "id": "x", "task": 5}, "'task'"),
+        ({"gridq": 1, "id": "x", "task": "t", "attempt": -1}, "'attempt'"),
+        ({"gridq": 1, "id": "x", "raw": "!!"}, "'raw'"),
+        ({"gridq": 1, "id": "x", "task": "t", "priority": 99}, "'priority'"),
+    ],
+)
+def test_malformed_envelopes_name_the_problem(body: dict, field: str) -> None:
+    with pytest.raises(protocol.MalformedJob, match=re.escape(field)):
+        protocol.decode(json.dumps(body).encode())
+
+
+def test_raw_retry_keeps_bytes() -> None:
+    job = protocol.decode(b"\x00\xffbinary")
+    again = protocol.decode(protocol.with_attempt(job, 1))
+    assert again.raw == b"\x00\xffbinary" and again.attempt == 1
+
+
+def test_raw_result_forms() -> None:
+    assert protocol.raw_result(None) is None
+    assert protocol.raw_result(b"x") == b"x"
+    assert protocol.raw_result("é") == "é".encode()
+    assert protocol.raw_result({"a": 1}) == b'{"a":1}'
+
+
+def test_every_key_is_documented() -> None:
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    missing = [k for k in keys.all_documented() if f"`{k}`" not in doc]
+    assert not missing, f"docs/protocol.md does not name: {missing}"
+
+
+def test_queue_enqueue_stats_and_dead_letters(redis_conn, redis_url: str) -> None:
+    q = Queue.from_url(redis_url, "core-q")
+    jid = q.enqueue("add", 2, 3)
+    q.push_raw("a", "b")
+    q.enqueue("urgent", _priority=5)
+    q.enqueue("later", _delay=60)
+    s = q.stats()
+    assert s["depth"] == 4 and s["delayed"] == 1 and s["in_flight"] == 0 and s["dead"] == 0
+    assert s["processed"] == 0 and s["failed"] == 0
+    # FIFO: the first pushed is at the right end, where workers take from.
+    first = protocol.decode(redis_conn.lindex("core-q", -1))
+    assert first.id == jid
+    redis_conn.lpush(
+        q.keys.dead,
+        protocol.dead_record(
+            b"\xffraw", job_id="j", task=None, reason="r", error_type="E", message="m"
+        ),
+    )
+    assert q.dead_letters()[0]["error_type"] == "E"
+    assert q.retry_dead() == 1
+    assert redis_conn.lindex("core-q", 0) == b"\xffraw"
+    assert q.stats()["dead"] == 0
+    redis_conn.lpush(q.keys.dead, b"x")
+    assert q.purge_dead() == 1
+
+
+def test_check_names_auth_problems(make_redis) -> None:
+    srv = make_redis("right-pw")
+    base = f"127.0.0.1:{srv.port}"
+    with pytest.raises(RedisAuthError, match="WRONGPASS") as e1:
+        redisurl.check(f"redis://:wrong-pw@{base}")
+    assert "wrong-pw" not in str(e1.value)
+    with pytest.raises(RedisAuthError, match="NOAUTH"):
+        redisurl.check(f"redis://{base}")
+    redisurl.check(f"redis://:right-pw@{base}")
+    # Redis without requirepass accepts a URL that gives one (redis-py tolerates it);
+    # gridq doctor warns about it instead.
+    open_srv = make_redis(None)
+    redisurl.check(f"redis://:given-pw@127.0.0.1:{open_srv.port}")
+
+
+def test_check_names_unreachable() -> None:
+    from tests.conftest import free_port
+
+    with pytest.raises(RedisUnavailable, match="refused"):
+        redisurl.check(f"redis://:pw@127.0.0.1:{free_port()}", timeout=1)
+    with pytest.raises(RedisUnavailable, match="resolve"):
+        redisurl.check("redis://:pw@no-such-host.invalid:6379", timeout=1)
+
+
+def test_settings_precedence_and_unknown_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridq.settings import GridqSettings, load
+
+    class Demo(GridqSettings):
+        toml_section: ClassVar[str] = "demo"
+        toml_aliases: ClassVar[dict[str, str]] = {"server_url": "url"}
+        url: str = "default"
+        size: int = 1
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[demo]\nserver_url = "toml"\nsize = 2\n')
+    assert load(Demo, cfg).url == "toml"
+    monkeypatch.setenv("GRIDQ_URL", "env")
+    assert load(Demo, cfg).url == "env" and load(Demo, cfg).size == 2
+    assert load(Demo, cfg, url="flag").url == "flag"
+    cfg.write_text("[demo]\nbogus = 1\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        load(Demo, cfg)
+    monkeypatch.setenv("GRIDQ_SIZE", "not-a-number")
+    with pytest.raises(ConfigError, match="size"):
+        load(Demo)
+
+
+def test_packages_listed_in_pyproject() -> None:
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = set()
+    for top, pkg in (
+        ("gridq", "gridq"),
+        ("hub", "gridq.hub"),
+        ("node", "gridq.node"),
+        ("worker", "gridq.worker"),
+    ):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((pkg, *rel)))
+    assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
