@@ -77,6 +77,10 @@ HUB_TASK_ORDER = f"{PREFIX}:hub:task_order"  # ZSET name -> registration sequenc
 HUB_TASK_SEQ = f"{PREFIX}:hub:task_seq"  # STRING counter for HUB_TASK_ORDER
 HUB_NODES = f"{PREFIX}:hub:nodes"  # HASH node_id -> node record JSON
 HUB_NODE_SEEN = f"{PREFIX}:hub:node_seen"  # ZSET node_id -> last heartbeat (unix time)
+HUB_NODE_META = f"{PREFIX}:hub:node_meta"  # HASH node_id -> registration record JSON (stop, left)
+HUB_NODE_CAPS = (
+    f"{PREFIX}:hub:node_caps"  # HASH node_id -> {info, draining} JSON (scheduling input)
+)
 HUB_NODES_DELETED = f"{PREFIX}:hub:nodes_deleted"  # SET of node ids deleted (410 on heartbeat)
 HUB_ASSIGNMENTS = f"{PREFIX}:hub:assignments"  # HASH node_id -> assignment JSON
 HUB_SCHEDULE_LOCK = f"{PREFIX}:hub:schedule_lock"  # STRING lock around a scheduling pass
@@ -113,6 +117,8 @@ def all_documented() -> list[str]:
         HUB_TASK_SEQ,
         HUB_NODES,
         HUB_NODE_SEEN,
+        HUB_NODE_META,
+        HUB_NODE_CAPS,
         HUB_NODES_DELETED,
         HUB_ASSIGNMENTS,
         HUB_SCHEDULE_LOCK,

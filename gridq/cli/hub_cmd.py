@@ -1,0 +1,96 @@
+"""``gridq hub``: serve the hub with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from gridq.errors import ConfigError
+
+
+@click.command()
+@click.option(
+    "--bind",
+    default=None,
+    metavar="HOST:PORT",
+    help="listen address [GRIDQ_HUB_BIND; default 0.0.0.0:8080]",
+)
+@click.option(
+    "--config",
+    "config",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="TOML file with a [hub] table [GRIDQ_CONFIG]",
+)
+@click.option("--redis-url", default=None, help="Redis for the hub's state [GRIDQ_HUB_REDIS_URL]")
+@click.option(
+    "--scheduling",
+    type=click.Choice(["parallel", "sequential"]),
+    default=None,
+    help="[GRIDQ_HUB_SCHEDULING; default parallel]",
+)
+@click.option(
+    "--insecure-dev",
+    is_flag=True,
+    default=None,
+    help="allow missing or placeholder tokens (development only) [GRIDQ_HUB_INSECURE_DEV]",
+)
+@click.option("--log-level", default=None, help="[GRIDQ_HUB_LOG_LEVEL; default info]")
+def hub(
+    bind: str | None,
+    config: str | None,
+    redis_url: str | None,
+    scheduling: str | None,
+    insecure_dev: bool | None,
+    log_level: str | None,
+) -> None:
+    """Run the hub: the REST service for tasks and nodes.
+
+    \b
+    Tokens come from the environment (never from flags, which show in `ps`):
+      GRIDQ_HUB_TOKEN   admin API token
+      GRIDQ_NODE_TOKEN  node join token
+    Other settings: GRIDQ_HUB_HEARTBEAT_INTERVAL, GRIDQ_HUB_NODE_OFFLINE_AFTER,
+    GRIDQ_HUB_SCHEDULE_INTERVAL, GRIDQ_HUB_AUTO_ADVANCE, GRIDQ_HUB_VALIDATE_REDIS_TIMEOUT,
+    GRIDQ_HUB_STATS_TIMEOUT, GRIDQ_HUB_PUBLIC_DOCS (or the same keys in [hub] of --config).
+
+    \b
+    Example:
+      GRIDQ_HUB_TOKEN=... GRIDQ_NODE_TOKEN=... gridq hub --bind 0.0.0.0:8080
+    """
+    import uvicorn
+
+    from gridq.hub.config import HubSettings, split_bind
+    from gridq.hub.main import create_app
+    from gridq.redisurl import mask
+    from gridq.settings import load
+
+    try:
+        settings = load(
+            HubSettings,
+            config,
+            bind=bind,
+            redis_url=redis_url,
+            scheduling=scheduling,
+            insecure_dev=insecure_dev,
+            log_level=log_level,
+        )
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        app = create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    host, port = split_bind(settings.bind)
+    logging.getLogger("gridq.hub").info(
+        "hub on %s:%d, state in %s, scheduling %s",
+        host,
+        port,
+        mask(settings.redis_url),
+        settings.scheduling,
+    )
+    # Access logs off: one line per heartbeat would drown everything else (and cost
+    # throughput); request latency is in /metrics.
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)

@@ -1,0 +1,109 @@
+"""Generate docs/configuration.md from the settings classes and the CLI's flags.
+
+``python -m gridq.confdoc > docs/configuration.md``; a test fails when the file is stale.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+# (title, settings class, click command) for each part.
+PARTS: list[tuple[str, str, str]] = [
+    ("gridq hub", "gridq.hub.config:HubSettings", "gridq.cli.hub_cmd:hub"),
+    ("gridq node", "gridq.node.config:NodeSettings", "gridq.cli.node_cmd:node"),
+    ("gridq worker", "gridq.worker.settings:WorkerSettings", "gridq.cli.worker_cmd:worker"),
+]
+
+
+def _load(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _env_names(cls: Any, name: str, field: FieldInfo) -> list[str]:
+    extra = getattr(cls, "doc_env", {}).get(name)
+    if extra:
+        return [extra]
+    alias = field.validation_alias
+    if alias is None:
+        return [f"{cls.model_config.get('env_prefix', '')}{name}".upper()]
+    choices = getattr(alias, "choices", None)
+    if choices is not None:
+        return [str(c).upper() for c in choices if isinstance(c, str)]
+    return [str(alias).upper()]
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        try:
+            value = field.default_factory()  # type: ignore[call-arg]
+        except TypeError:
+            return "(computed)"
+        return (
+            "(computed)"
+            if callable(value)
+            else f"`{value!r}`"
+            if value not in ({}, [], None)
+            else "—"
+        )
+    if field.default is PydanticUndefined:
+        return "required"
+    if field.default is None or field.default == "":
+        return "—"
+    return f"`{field.default}`"
+
+
+def _flags(cmd: click.Command) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in cmd.params:
+        if isinstance(p, click.Option) and p.name:
+            out[p.name] = ", ".join(f"`{o}`" for o in p.opts)
+    return out
+
+
+def render() -> str:
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from the settings classes by `python -m gridq.confdoc > docs/configuration.md`;",
+        "a test fails when this file is stale. Do not edit by hand.",
+        "",
+        "Every setting can be given as a command-line flag, an environment variable, or a key in",
+        "a TOML file (`--config PATH` or `GRIDQ_CONFIG`), in that order of precedence, else its",
+        "default. In a TOML file, put each part's keys under its table (`[hub]`, `[node]`,",
+        "`[worker]`) or at the top level. Unknown keys are an error at start-up.",
+        "",
+    ]
+    for title, settings_ref, cmd_ref in PARTS:
+        try:
+            cls = _load(settings_ref)
+            cmd = _load(cmd_ref)
+        except (ImportError, AttributeError):
+            continue
+        flags = _flags(cmd)
+        section = getattr(cls, "toml_section", "")
+        lines += [f"## `{title}`", ""]
+        if section:
+            lines += [f"TOML table: `[{section}]`.", ""]
+        aliases = getattr(cls, "toml_aliases", {})
+        if aliases:
+            pairs = ", ".join(f"`{k}` → `{v}`" for k, v in sorted(aliases.items()))
+            lines += [f"Also accepted in TOML (compatibility): {pairs}.", ""]
+        lines += ["| TOML key | environment | flag | default | meaning |", "|---|---|---|---|---|"]
+        for name, field in cls.model_fields.items():
+            env = ", ".join(f"`{e}`" for e in _env_names(cls, name, field))
+            desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+            lines.append(
+                f"| `{name}` | {env} | {flags.get(name, '—')} | {_default(field)} | {desc} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render(), end="")

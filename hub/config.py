@@ -1,0 +1,204 @@
+"""The hub's settings, in one place: flag > GRIDQ_* environment > TOML [hub] > default."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gridq.errors import ConfigError
+from gridq.redisurl import validate_url
+from gridq.settings import GridqSettings
+
+log = logging.getLogger("gridq.hub")
+
+# Values people paste from examples. A token containing one of these (case-insensitive)
+# or shorter than MIN_TOKEN_LENGTH is refused: a guessable token is no token.
+PLACEHOLDERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "secret",
+    "token",
+    "password",
+    "example",
+    "default",
+    "admin",
+    "xxxx",
+    "1234",
+)
+MIN_TOKEN_LENGTH = 16
+
+
+class _NodeTokenEnv(PydanticBaseSettingsSource):
+    """GRIDQ_NODE_TOKEN keeps the name the node uses (not GRIDQ_HUB_NODE_TOKEN): one
+    variable for both sides. A separate source rather than a validation alias, so a
+    TOML ``node_token`` and the variable do not collide as "extra" inputs."""
+
+    def get_field_value(
+        self, field: Any, field_name: str
+    ) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        v = os.environ.get("GRIDQ_NODE_TOKEN")
+        return {"node_token": v} if v else {}
+
+
+class HubSettings(GridqSettings):
+    """Environment: GRIDQ_HUB_<FIELD> (GRIDQ_HUB_TOKEN, GRIDQ_HUB_REDIS_URL, ...), except
+    GRIDQ_NODE_TOKEN; TOML: the field names in a [hub] table."""
+
+    # Environment names that differ from GRIDQ_HUB_<FIELD> (for docs/configuration.md).
+    doc_env: ClassVar[dict[str, str]] = {"node_token": "GRIDQ_NODE_TOKEN"}
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRIDQ_HUB_", extra="forbid", populate_by_name=True
+    )
+    toml_section = "hub"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        base = super().settings_customise_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
+        # flag > environment (both spellings) > TOML > default
+        return (base[0], base[1], _NodeTokenEnv(settings_cls), *base[2:])
+
+    bind: str = Field(
+        default="0.0.0.0:8080",
+        description="HOST:PORT to listen on",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis that holds the hub's state (GRIDQ_HUB_REDIS_URL)",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="admin API token (GRIDQ_HUB_TOKEN)",
+    )
+    node_token: SecretStr | None = Field(
+        default=None,
+        description="node join token (GRIDQ_NODE_TOKEN)",
+    )
+    insecure_dev: bool = Field(
+        default=False,
+        description="allow missing or placeholder tokens (development only; a missing token opens that API)",
+    )
+    scheduling: Literal["parallel", "sequential"] = Field(default="parallel")
+    auto_advance: bool = Field(
+        default=True,
+        description="sequential mode: move on when the current task's queue is drained",
+    )
+    heartbeat_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds between node heartbeats",
+    )
+    node_offline_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds without a heartbeat before a node is offline (default: 3 intervals)",
+    )
+    schedule_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds between periodic scheduling passes (offline nodes, autoscale, auto-advance)",
+    )
+    validate_redis_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds to wait for a task's Redis when validating it at registration",
+    )
+    stats_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds to wait for a task's Redis when reading live figures",
+    )
+    public_docs: bool = Field(
+        default=True,
+        description="serve /docs and /openapi.json without a token (they describe the API, hold no state)",
+    )
+    log_level: str = Field(default="info")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return validate_url(v)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        split_bind(v)
+        return v
+
+    @property
+    def offline_after(self) -> float:
+        return self.node_offline_after or 3 * self.heartbeat_interval
+
+    def admin_token(self) -> str | None:
+        return self.token.get_secret_value() if self.token else None
+
+    def join_token(self) -> str | None:
+        return self.node_token.get_secret_value() if self.node_token else None
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bind must be HOST:PORT, e.g. 0.0.0.0:8080, not {bind!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def token_problem(name: str, value: str | None) -> str | None:
+    """Why ``value`` is not an acceptable token, in words (never echoing it), or None."""
+    if not value:
+        return f"{name} is not set"
+    if len(value) < MIN_TOKEN_LENGTH:
+        return f"{name} is shorter than {MIN_TOKEN_LENGTH} characters"
+    low = value.lower()
+    for p in PLACEHOLDERS:
+        if p in low:
+            return f"{name} looks like a placeholder (contains {p!r})"
+    if len(set(value)) < 4:
+        return f"{name} has fewer than 4 distinct characters"
+    return None
+
+
+def check_tokens(settings: HubSettings) -> list[str]:
+    """Refuse weak or missing tokens unless insecure_dev; return warnings to log loudly."""
+    problems = [
+        p
+        for p in (
+            token_problem("GRIDQ_HUB_TOKEN", settings.admin_token()),
+            token_problem("GRIDQ_NODE_TOKEN", settings.join_token()),
+        )
+        if p
+    ]
+    admin, join = settings.admin_token(), settings.join_token()
+    if admin and join and admin == join:
+        # Same value would let any node call the admin API.
+        problems.append("GRIDQ_HUB_TOKEN and GRIDQ_NODE_TOKEN must differ")
+    if problems and not settings.insecure_dev:
+        raise ConfigError(
+            "the hub refuses to start: "
+            + "; ".join(problems)
+            + ". Generate tokens with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            + " (or pass --insecure-dev for local development)"
+        )
+    warnings = [f"INSECURE DEV MODE: {p}" for p in problems]
+    if settings.insecure_dev and not admin:
+        warnings.append("INSECURE DEV MODE: the admin API is open to anyone who can reach the hub")
+    if settings.insecure_dev and not join:
+        warnings.append("INSECURE DEV MODE: any machine can join as a node")
+    return warnings

@@ -1,0 +1,99 @@
+"""The node protocol (docs/node-protocol.md): register, heartbeat, leave.
+
+Models are gridq.nodeproto's, shared with the node agent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Response, status
+
+from gridq.nodeproto import (
+    PROTOCOL_VERSION,
+    Heartbeat,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+)
+
+from ..deps import NodeJoinDep, NodeSecretDep, StoreDep, unauthorized
+from ..store import NodeAuthError, NodeGone
+
+log = logging.getLogger("gridq.hub")
+
+router = APIRouter(prefix="/api/node", tags=["node protocol"])
+
+_GONE = "this node was deleted from the hub: register again (POST /api/node/register)"
+_AUTH = "unknown node or wrong secret: register again (POST /api/node/register)"
+
+
+@router.post(
+    "/register",
+    response_model=RegisterResponse,
+    dependencies=[NodeJoinDep],
+    summary="join the grid (node join token)",
+    responses={401: {"description": "missing or wrong node join token"}},
+)
+async def register(req: RegisterRequest, store: StoreDep) -> RegisterResponse:
+    if req.protocol != PROTOCOL_VERSION:
+        raise HTTPException(
+            422,
+            detail=f"node protocol {req.protocol} is not supported; this hub speaks {PROTOCOL_VERSION}",
+        )
+    resp, resumed = await store.register_node(req)
+    log.info(
+        "node %s %s (%s, %s, %d slots)",
+        resp.node_id,
+        "resumed" if resumed else "registered",
+        req.info.hostname,
+        req.info.arch,
+        req.info.parallelism,
+    )
+    # Place work now, so the first heartbeat already carries assignments.
+    await store.schedule()
+    return resp
+
+
+@router.post(
+    "/{node_id}/heartbeat",
+    response_model=HeartbeatResponse,
+    summary="report status, receive assignments (node secret)",
+    responses={
+        401: {"description": "unknown node or wrong secret: register again"},
+        410: {"description": "the node was deleted: register again"},
+    },
+)
+async def heartbeat(
+    node_id: str, hb: Heartbeat, secret: NodeSecretDep, store: StoreDep
+) -> Response:
+    try:
+        body = await store.heartbeat(node_id, secret, hb)
+    except NodeGone:
+        raise HTTPException(status.HTTP_410_GONE, detail=_GONE) from None
+    except NodeAuthError:
+        raise unauthorized(_AUTH) from None
+    # Pre-serialised by the store: the assignments are stored as JSON ready to send.
+    return Response(content=body, media_type="application/json")
+
+
+@router.post(
+    "/{node_id}/leave",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="the agent exits (after a stop request) (node secret)",
+    responses={
+        401: {"description": "unknown node or wrong secret"},
+        410: {"description": "deleted"},
+    },
+)
+async def leave(node_id: str, secret: NodeSecretDep, store: StoreDep) -> Response:
+    try:
+        await store.authenticate_node(node_id, secret)
+    except NodeGone:
+        raise HTTPException(status.HTTP_410_GONE, detail=_GONE) from None
+    except NodeAuthError:
+        raise unauthorized(_AUTH) from None
+    await store.leave(node_id)
+    log.info("node %s left", node_id)
+    await store.schedule()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

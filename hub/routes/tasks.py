@@ -1,0 +1,266 @@
+"""The user API for tasks: register, list, change, delete, pause; sequential mode."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import ValidationError
+
+from gridq.errors import RedisAuthError, RedisUnavailable
+from gridq.redisurl import check, mask
+
+from ..deps import AdminDep, SettingsDep, StoreDep
+from ..models import Instances, Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
+from ..store import Store, worker_spec
+
+log = logging.getLogger("gridq.hub")
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[AdminDep])
+
+ValidateQ = Annotated[
+    bool, Query(description="connect to the task's Redis (AUTH + PING) before accepting it")
+]
+LiveQ = Annotated[bool, Query(description="include live queue figures (one Redis call per task)")]
+
+
+def _unprocessable(field: str, msg: str) -> HTTPException:
+    loc = ["body", field]
+    return HTTPException(
+        422,
+        detail=[{"loc": loc, "field": field, "msg": msg, "type": "redis_check"}],
+    )
+
+
+async def _check_redis(spec: TaskSpec, timeout: float, fields: set[str] | None = None) -> None:
+    """AUTH + PING the task's Redis URLs; 422 with the precise, masked reason."""
+    targets = [("input_redis", spec.input_redis)]
+    if spec.output_redis and spec.output_redis != spec.input_redis:
+        targets.append(("output_redis", spec.output_redis))
+    for field, url in targets:
+        if fields is not None and field not in fields:
+            continue
+        try:
+            await anyio.to_thread.run_sync(check, url, timeout)
+        except (RedisAuthError, RedisUnavailable) as exc:
+            raise _unprocessable(field, str(exc)) from None
+
+
+def _status(rec: TaskRecord, scheduling: str, current: str | None) -> str:
+    if rec.finished:
+        return "finished"
+    if rec.paused:
+        return "paused"
+    if scheduling == "sequential" and rec.spec.name != current:
+        return "waiting"
+    return "active"
+
+
+async def _render(store: Store, recs: list[TaskRecord], live: bool) -> list[TaskOut]:
+    summary = await store.summary()
+    nodes = await store.list_nodes()
+    state = await store.state()
+    current = state.get("seq_current") or None
+    running: dict[str, dict[str, int]] = {}
+    for n in nodes:
+        if n.status == "offline" or n.status == "left":
+            continue
+        for inst in n.instances:
+            if inst.state == "running":
+                by = running.setdefault(inst.task, {})
+                by[n.node_id] = by.get(n.node_id, 0) + 1
+    stats = await store.stats_many(r.spec for r in recs) if live else {}
+    out = []
+    for rec in recs:
+        name = rec.spec.name
+        sm = summary.get(name, {})
+        counts = Instances(
+            desired=int(sm.get("desired", 0)),
+            placed=int(sm.get("placed", 0)),
+            running=sum(running.get(name, {}).values()),
+            by_node=running.get(name, {}),
+        )
+        figures = await store.live(rec.spec, stats[name]) if live else None
+        out.append(
+            TaskOut.build(rec, _status(rec, store.settings.scheduling, current), figures, counts)
+        )
+    return out
+
+
+async def _get(store: Store, name: str) -> TaskRecord:
+    rec = await store.get_task(name)
+    if rec is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+    return rec
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskOut,
+    summary="register a task (IDM-GridCore ComputeHub bodies accepted unchanged)",
+    responses={
+        409: {"description": "a task with this name exists"},
+        422: {"description": "invalid field, or its Redis check failed"},
+    },
+)
+async def create_task(
+    body: TaskCreate, store: StoreDep, settings: SettingsDep, validate: ValidateQ = True
+) -> TaskOut:
+    spec = body.normalised()
+    if await store.get_task(spec.name) is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"a task named {spec.name!r} exists; PATCH it or DELETE it first",
+        )
+    if validate:
+        await _check_redis(spec, settings.validate_redis_timeout)
+    now = time.time()
+    rec = TaskRecord(
+        spec=spec, spec_hash=worker_spec(spec).spec_hash, created_at=now, updated_at=now
+    )
+    if not await store.create_task(rec):
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"a task named {spec.name!r} exists")
+    log.info(
+        "task %s registered (input %s queue %s)",
+        spec.name,
+        mask(spec.input_redis),
+        spec.input_queue,
+    )
+    await store.event(f"task {spec.name} registered")
+    await store.schedule()
+    return (await _render(store, [rec], live=False))[0]
+
+
+@router.get("", response_model=list[TaskOut], summary="list tasks with live figures")
+async def list_tasks(store: StoreDep, live: LiveQ = True) -> list[TaskOut]:
+    return await _render(store, await store.list_tasks(), live)
+
+
+@router.post(
+    "/next",
+    response_model=Message,
+    summary="sequential mode: finish the current task and start the next one",
+    responses={409: {"description": "the hub is not in sequential mode"}},
+)
+async def next_task(store: StoreDep, settings: SettingsDep) -> Message:
+    return await _sequence(store, settings.scheduling, "next")
+
+
+@router.post(
+    "/finish",
+    response_model=Message,
+    summary="sequential mode: finish the current task (the last one: nothing runs)",
+    responses={409: {"description": "the hub is not in sequential mode"}},
+)
+async def finish_task(store: StoreDep, settings: SettingsDep) -> Message:
+    return await _sequence(store, settings.scheduling, "finish")
+
+
+async def _sequence(store: Store, scheduling: str, action: str) -> Message:
+    if scheduling != "sequential":
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="the hub schedules in parallel; /next and /finish need GRIDQ_HUB_SCHEDULING=sequential",
+        )
+    changed, msg, current = await store.sequence(action)
+    return Message(ok=True, changed=changed, message=msg, current=current)
+
+
+@router.get("/{name}", response_model=TaskOut, responses={404: {"description": "no such task"}})
+async def get_task(name: str, store: StoreDep, live: LiveQ = True) -> TaskOut:
+    return (await _render(store, [await _get(store, name)], live))[0]
+
+
+@router.patch(
+    "/{name}",
+    response_model=TaskOut,
+    summary="change a task; nodes roll workers over to the new spec",
+    responses={
+        404: {"description": "no such task"},
+        422: {"description": "invalid field, or its Redis check failed"},
+    },
+)
+async def patch_task(
+    name: str, body: TaskPatch, store: StoreDep, settings: SettingsDep, validate: ValidateQ = True
+) -> TaskOut:
+    rec = await _get(store, name)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    merged = rec.spec.as_create()
+    merged.update(changes)
+    try:
+        spec = TaskCreate.model_validate(merged).normalised()
+    except ValidationError as exc:
+        from ..main import validation_detail
+
+        raise HTTPException(422, detail=validation_detail(exc.errors(), ("body",))) from None
+    if validate:
+        touched = {f for f in ("input_redis", "output_redis") if f in changes}
+        if touched:
+            await _check_redis(
+                spec,
+                settings.validate_redis_timeout,
+                touched | ({"output_redis"} if "input_redis" in touched else set()),
+            )
+    new_hash = worker_spec(spec).spec_hash
+    rec = TaskRecord(
+        spec=spec,
+        spec_hash=new_hash,
+        paused=rec.paused,
+        finished=rec.finished,
+        created_at=rec.created_at,
+        updated_at=time.time(),
+    )
+    if not await store.put_task(rec):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+    await store.event(f"task {name} changed: {', '.join(sorted(changes)) or 'nothing'}")
+    await store.schedule()
+    return (await _render(store, [rec], live=False))[0]
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "no such task"}},
+)
+async def delete_task(name: str, store: StoreDep) -> Response:
+    if not await store.delete_task(name):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+    log.info("task %s deleted", name)
+    await store.event(f"task {name} deleted")
+    await store.schedule()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _set_paused(store: Store, name: str, paused: bool) -> TaskOut:
+    rec = await _get(store, name)
+    rec.paused = paused
+    rec.updated_at = time.time()
+    if not await store.put_task(rec):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+    await store.event(f"task {name} {'paused' if paused else 'resumed'}")
+    await store.schedule()
+    return (await _render(store, [rec], live=False))[0]
+
+
+@router.post(
+    "/{name}/pause",
+    response_model=TaskOut,
+    summary="stop the task's workers (desired replicas 0) until resumed",
+    responses={404: {"description": "no such task"}},
+)
+async def pause_task(name: str, store: StoreDep) -> TaskOut:
+    return await _set_paused(store, name, True)
+
+
+@router.post(
+    "/{name}/resume",
+    response_model=TaskOut,
+    summary="undo pause",
+    responses={404: {"description": "no such task"}},
+)
+async def resume_task(name: str, store: StoreDep) -> TaskOut:
+    return await _set_paused(store, name, False)

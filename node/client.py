@@ -1,0 +1,153 @@
+"""HTTP client of the node protocol (gridq/nodeproto.py), the agent's only link to the hub.
+
+Failures are typed so the agent can act on them: ``HubUnavailable`` (connection
+refused, timeout, 5xx) is waited out with backoff while the workers keep running;
+``HubRejected`` (a wrong join token) needs the operator. 401/410 on a heartbeat mean
+the hub no longer knows this node: the client registers again, transparently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httpx
+from gridq.node.identity import Identity, IdentityStore
+
+from gridq.nodeproto import (
+    Heartbeat,
+    HeartbeatResponse,
+    NodeInfo,
+    RegisterRequest,
+    RegisterResponse,
+)
+from gridq.redisurl import mask_text
+
+log = logging.getLogger("gridq.node")
+
+
+class HubError(Exception):
+    pass
+
+
+class HubUnavailable(HubError):
+    """The hub could not be reached or failed (5xx): retry later."""
+
+
+class HubRejected(HubError):
+    """The hub refused us in a way retrying will not fix soon (bad join token, 4xx)."""
+
+
+class HubClient:
+    def __init__(
+        self,
+        hub_url: str,
+        token: str,
+        store: IdentityStore,
+        info: Callable[[], NodeInfo],
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base = hub_url.rstrip("/")
+        self._token = token
+        self.store = store
+        self.info = info
+        self.identity: Identity = store.load()
+        self.heartbeat_interval: float | None = None
+        self._http = httpx.Client(base_url=self.base, timeout=timeout, transport=transport)
+
+    @property
+    def node_id(self) -> str | None:
+        return self.identity.node_id
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- protocol ---------------------------------------------------------------------
+
+    def register(self) -> RegisterResponse:
+        ident = self.identity
+        resume = ident.node_id and ident.secret and ident.hub_url == self.base
+        req = RegisterRequest(
+            info=self.info(),
+            node_id=ident.node_id if resume else None,
+            secret=ident.secret if resume else None,
+        )
+        r = self._post("/api/node/register", self._token, req.model_dump_json())
+        if resume and r.status_code in (401, 403, 404, 409, 410):
+            # The hub forgot, deleted or no longer trusts our identity: ask for a fresh
+            # one (a wrong join token then shows on that second attempt).
+            self._forget()
+            return self.register()
+        if r.status_code in (401, 403):
+            raise HubRejected(
+                f"the hub at {self.base} refused the node token (HTTP {r.status_code}): "
+                "check GRIDQ_NODE_TOKEN"
+            )
+        self._raise_for(r, "register")
+        resp = RegisterResponse.model_validate_json(r.content)
+        self.identity = Identity(
+            agent_id=ident.agent_id, hub_url=self.base, node_id=resp.node_id, secret=resp.secret
+        )
+        self.store.save(self.identity)
+        self.heartbeat_interval = resp.heartbeat_interval
+        return resp
+
+    def heartbeat(self, hb: Heartbeat) -> HeartbeatResponse:
+        if not self.identity.node_id or not self.identity.secret:
+            self.register()
+        for attempt in (1, 2):
+            r = self._post(
+                f"/api/node/{self.identity.node_id}/heartbeat",
+                self.identity.secret or "",
+                hb.model_dump_json(),
+            )
+            if r.status_code in (401, 404, 410) and attempt == 1:
+                log.warning(
+                    "the hub no longer knows node %s (HTTP %s): registering again",
+                    self.identity.node_id,
+                    r.status_code,
+                )
+                if r.status_code == 410:
+                    self._forget()
+                self.register()
+                continue
+            self._raise_for(r, "heartbeat")
+            resp = HeartbeatResponse.model_validate_json(r.content)
+            self.heartbeat_interval = resp.heartbeat_interval
+            return resp
+        raise HubRejected("heartbeat refused right after registering")  # pragma: no cover
+
+    def leave(self) -> None:
+        if not self.identity.node_id or not self.identity.secret:
+            return
+        r = self._post(f"/api/node/{self.identity.node_id}/leave", self.identity.secret, "{}")
+        if r.status_code not in (401, 404, 410):
+            self._raise_for(r, "leave")
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _forget(self) -> None:
+        self.identity = Identity(agent_id=self.identity.agent_id, hub_url=self.base)
+        self.store.save(self.identity)
+
+    def _post(self, path: str, bearer: str, body: str) -> httpx.Response:
+        try:
+            return self._http.post(
+                path,
+                content=body,
+                headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            # httpx messages name the URL, never the Authorization header; mask anyway.
+            raise HubUnavailable(
+                f"hub at {self.base} unreachable: {mask_text(str(exc) or type(exc).__name__, [bearer])}"
+            ) from None
+
+    def _raise_for(self, r: httpx.Response, what: str) -> None:
+        if r.status_code < 300:
+            return
+        detail = mask_text(r.text[:300], [self._token, self.identity.secret or ""])
+        if r.status_code >= 500 or r.status_code == 429:
+            raise HubUnavailable(f"hub {what} failed: HTTP {r.status_code}: {detail}")
+        raise HubRejected(f"hub refused {what}: HTTP {r.status_code}: {detail}")

@@ -1,0 +1,412 @@
+"""The reconcile loop, Kubernetes-controller style.
+
+Each pass compares the desired assignments (from the last heartbeat) with what the
+runtime observes (containers found by label, recorded processes) and acts:
+
+- an instance of a task no longer assigned, or whose spec hash or node id differs, is
+  stopped (a spec change starts the replacements at once, on free indexes, while the old
+  ones drain: no gap in capacity);
+- fewer instances than replicas: start new ones on the lowest free indexes;
+- more: the surplus (highest indexes) is stopped;
+- an exited instance is diagnosed and removed, and its slot restarts after an
+  exponential backoff; ``crashloop_after`` consecutive failures show as ``crashloop``.
+
+Passes are idempotent: an action in flight (start, stop, collect) marks its instance as
+pending, and a pass never issues a second action for a pending instance. Actions run on
+a thread pool because a stop takes up to the stop timeout and a pull much longer, and
+the heartbeat must never wait for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from gridq.node.config import NodeSettings
+from gridq.node.metrics import NodeMetrics
+from gridq.node.runtime.base import Instance, Observed, Runtime, StartFailed
+
+from gridq.nodeproto import Assignment, InstanceState, InstanceStatus
+from gridq.redisurl import mask_text
+
+log = logging.getLogger("gridq.node")
+
+
+@dataclass
+class Slot:
+    """One (task, index) position and its restart history."""
+
+    task: str
+    index: int
+    spec_hash: str
+    restarts: int = 0
+    failures: int = 0  # consecutive, for the backoff
+    next_start: float | None = None  # monotonic; set while waiting to restart
+    state: InstanceState | None = None  # exited/crashloop/failed while waiting
+    exit_code: int | None = None
+    error: str | None = None
+    started: float | None = None  # monotonic time of the last start
+
+
+@dataclass
+class _Pending:
+    kind: str  # starting | stopping | collecting
+    task: str
+    index: int
+    spec_hash: str
+
+
+def instance_id(task: str, node_id: str, index: int) -> str:
+    return f"{task}-{node_id}-{index}"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: NodeSettings,
+        metrics: NodeMetrics,
+        wake: Callable[[], None] = lambda: None,
+        max_workers: int = 32,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.metrics = metrics
+        self.wake = wake
+        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gridq-act")
+        self._lock = threading.RLock()
+        self.pending: dict[str, _Pending] = {}
+        self.slots: dict[tuple[str, int], Slot] = {}
+        self.observed: list[Observed] = []
+        self.runtime_error: str | None = None
+        self._futures: set[Future[None]] = set()
+        self.stop_timeout = settings.stop_timeout
+        self.node_id = ""
+        # Until this monotonic time, instances of tasks missing from the desired state are
+        # kept: right after (re)registering, the hub may answer before it has placed its
+        # tasks again, and an adopted worker must not be killed for that gap.
+        self.hold_until = 0.0
+
+    # -- one pass ---------------------------------------------------------------------
+
+    def reconcile(self, desired: list[Assignment], node_id: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            observed = self.runtime.list()
+            self.runtime_error = None
+        except Exception as exc:
+            # The engine is down or restarting: act on nothing rather than on a guess.
+            self.runtime_error = mask_text(f"{self.runtime.name} runtime unavailable: {exc}")
+            log.warning("%s", self.runtime_error)
+            return
+        now = time.monotonic()
+        with self._lock:
+            self.node_id = node_id
+            self.observed = observed
+            want = {a.task: a for a in desired if a.replicas >= 0}
+            by_task: dict[str, list[Observed]] = {}
+            for o in observed:
+                by_task.setdefault(o.task, []).append(o)
+            # Tasks we run but no longer should, and foreign leftovers.
+            hold = now < self.hold_until
+            for task, insts in by_task.items():
+                if task not in want and not hold:
+                    for o in insts:
+                        self._stop(o)
+            for key in [k for k in self.slots if k[0] not in want]:
+                del self.slots[key]
+            for task, a in want.items():
+                self._reconcile_task(a, by_task.get(task, []), node_id, now)
+            self._update_metrics()
+        self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
+
+    def _reconcile_task(
+        self, a: Assignment, insts: list[Observed], node_id: str, now: float
+    ) -> None:
+        spec_hash = a.spec.spec_hash
+        occupied: set[int] = set()  # indexes in use by anything, any spec
+        active: set[int] = set()  # indexes that count toward the replicas
+        healthy: dict[int, Observed] = {}
+        for o in insts:
+            occupied.add(o.index)
+            current = o.spec_hash == spec_hash and o.node_id == node_id
+            p = self.pending.get(o.instance_id)
+            if p is not None:
+                if current and p.kind != "stopping":
+                    active.add(o.index)
+                continue
+            if not current:
+                self._stop(o)
+            elif o.state == "exited":
+                # Still counts: it restarts on the same index after its backoff.
+                self._collect(o)
+                active.add(o.index)
+            else:
+                healthy[o.index] = o
+                active.add(o.index)
+                slot = self.slots.get((a.task, o.index))
+                if slot is None or slot.spec_hash != spec_hash:
+                    # Adopted from a previous agent: no history, counts as started now.
+                    slot = Slot(a.task, o.index, spec_hash, started=now)
+                    self.slots[(a.task, o.index)] = slot
+                if (
+                    slot.failures
+                    and slot.started is not None
+                    and now - slot.started >= self.settings.healthy_after
+                ):
+                    slot.failures, slot.error, slot.exit_code = 0, None, None
+        for p in self.pending.values():
+            if p.task == a.task:
+                occupied.add(p.index)
+                if p.kind != "stopping" and p.spec_hash == spec_hash:
+                    active.add(p.index)
+        # Drop history of indexes no longer used by this spec.
+        for key in [k for k, sl in self.slots.items() if k[0] == a.task]:
+            sl = self.slots[key]
+            if sl.spec_hash != spec_hash and key[1] not in occupied:
+                del self.slots[key]
+        # Slots waiting out a backoff: their instance is gone, the index stays theirs.
+        waiting = [
+            sl
+            for (t, i), sl in self.slots.items()
+            if t == a.task
+            and sl.spec_hash == spec_hash
+            and sl.next_start is not None
+            and i not in occupied
+        ]
+        for sl in waiting:
+            occupied.add(sl.index)
+            active.add(sl.index)
+        surplus = len(active) - a.replicas
+        if surplus > 0:
+            # Waiting slots go first (nothing to stop), then the highest indexes.
+            for sl in sorted(waiting, key=lambda sl: -sl.index)[:surplus]:
+                del self.slots[(sl.task, sl.index)]
+                waiting.remove(sl)
+                surplus -= 1
+            for idx in sorted(healthy, reverse=True)[: max(0, surplus)]:
+                self._stop(healthy[idx])
+                self.slots.pop((a.task, idx), None)
+        elif surplus < 0:
+            index = 0
+            for _ in range(-surplus):
+                while index in occupied:
+                    index += 1
+                occupied.add(index)
+                self.slots[(a.task, index)] = Slot(a.task, index, spec_hash)
+                self._start(a, index, node_id)
+        for sl in waiting:
+            if sl.next_start is not None and sl.next_start <= now:
+                sl.restarts += 1
+                self.metrics.restarts.labels(a.task).inc()
+                self._start(a, sl.index, node_id)
+
+    # -- actions (run on the pool) ----------------------------------------------------
+
+    def _submit(self, iid: str, pending: _Pending, fn: Callable[[], None]) -> None:
+        self.pending[iid] = pending
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:  # an action must never kill the pool thread silently
+                log.warning("%s of %s failed: %s", pending.kind, iid, mask_text(str(exc)))
+            finally:
+                with self._lock:
+                    self.pending.pop(iid, None)
+                self.wake()
+
+        fut = self.pool.submit(run)
+        self._futures.add(fut)
+        fut.add_done_callback(self._futures.discard)
+
+    def _start(self, a: Assignment, index: int, node_id: str) -> None:
+        iid = instance_id(a.task, node_id, index)
+        env = dict(a.spec.env)
+        env.update(
+            {"NODE_ID": node_id, "INSTANCE_ID": iid, "TASK_NAME": env.get("TASK_NAME", a.task)}
+        )
+        inst = Instance(
+            task=a.task,
+            index=index,
+            instance_id=iid,
+            node_id=node_id,
+            spec=a.spec,
+            env=env,
+            memory_mb=a.spec.resources.memory_mb or self.settings.container_memory,
+        )
+        slot = self.slots[(a.task, index)]
+        slot.next_start = None
+
+        def do() -> None:
+            try:
+                self.runtime.start(inst)
+            except StartFailed as exc:
+                log.warning("cannot start %s: %s", iid, exc.diagnosis)
+                with self._lock:
+                    self._failed(slot, "failed", None, exc.diagnosis)
+                return
+            log.info("started %s", iid)
+            with self._lock:
+                slot.started = time.monotonic()
+                slot.state = None
+
+        self._submit(iid, _Pending("starting", a.task, index, a.spec.spec_hash), do)
+
+    def _stop(self, o: Observed) -> None:
+        if o.instance_id in self.pending:
+            return
+
+        def do() -> None:
+            log.info("stopping %s", o.instance_id)
+            self.runtime.stop(o, self.stop_timeout)
+
+        self._submit(o.instance_id, _Pending("stopping", o.task, o.index, o.spec_hash), do)
+
+    def _collect(self, o: Observed) -> None:
+        slot = self.slots.get((o.task, o.index))
+
+        def do() -> None:
+            diagnosis = self.runtime.collect(o)
+            log.warning("%s %s", o.instance_id, diagnosis)
+            with self._lock:
+                if slot is not None:
+                    ran = time.monotonic() - slot.started if slot.started else 0.0
+                    if ran >= self.settings.healthy_after:
+                        slot.failures = 0
+                    self._failed(slot, "exited", o.exit_code, diagnosis)
+
+        self._submit(o.instance_id, _Pending("collecting", o.task, o.index, o.spec_hash), do)
+
+    def _failed(self, slot: Slot, state: InstanceState, code: int | None, error: str) -> None:
+        slot.failures += 1
+        s = self.settings
+        delay = min(s.restart_backoff * 2 ** (slot.failures - 1), s.restart_backoff_max)
+        slot.next_start = time.monotonic() + delay
+        slot.state = "crashloop" if slot.failures >= s.crashloop_after else state
+        slot.exit_code = code
+        slot.error = error
+
+    # -- status -----------------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        """Seconds until the earliest pending restart, for the loop's wait."""
+        with self._lock:
+            due = [s.next_start for s in self.slots.values() if s.next_start is not None]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def statuses(self) -> list[InstanceStatus]:
+        out: dict[str, InstanceStatus] = {}
+        with self._lock:
+            seen: set[tuple[str, int]] = set()
+            for o in self.observed:
+                p = self.pending.get(o.instance_id)
+                slot = self.slots.get((o.task, o.index))
+                state: InstanceState
+                if p is not None and p.kind == "stopping":
+                    state = "stopping"
+                elif o.state == "exited":
+                    state = "exited"
+                else:
+                    state = "running" if o.state == "running" else "starting"
+                current_slot = slot is not None and slot.spec_hash == o.spec_hash
+                out[o.instance_id] = InstanceStatus(
+                    instance_id=o.instance_id,
+                    task=o.task,
+                    index=o.index,
+                    spec_hash=o.spec_hash,
+                    state=state,
+                    exit_code=o.exit_code if o.state == "exited" else None,
+                    restarts=slot.restarts if slot and current_slot else 0,
+                    error=slot.error if slot and current_slot and slot.failures else None,
+                    metrics_url=o.metrics_url if state == "running" else None,
+                )
+                if current_slot:
+                    seen.add((o.task, o.index))
+            for iid, p in self.pending.items():
+                if p.kind == "starting" and iid not in out:
+                    slot = self.slots.get((p.task, p.index))
+                    out[iid] = InstanceStatus(
+                        instance_id=iid,
+                        task=p.task,
+                        index=p.index,
+                        spec_hash=p.spec_hash,
+                        state="starting",
+                        restarts=slot.restarts if slot else 0,
+                        error=slot.error if slot and slot.failures else None,
+                    )
+                    seen.add((p.task, p.index))
+            for (task, index), s in self.slots.items():
+                if (task, index) in seen or s.next_start is None or s.state is None:
+                    continue
+                iid = instance_id(task, self.node_id, index)
+                out[iid] = InstanceStatus(
+                    instance_id=iid,
+                    task=task,
+                    index=index,
+                    spec_hash=s.spec_hash,
+                    state=s.state,
+                    exit_code=s.exit_code,
+                    restarts=s.restarts,
+                    error=s.error,
+                )
+        return list(out.values())
+
+    def errors(self) -> list[str]:
+        """Node-level problems for Heartbeat.errors: the runtime, and each task's failures."""
+        out = []
+        if self.runtime_error:
+            out.append(self.runtime_error)
+        with self._lock:
+            seen = set()
+            for s in self.slots.values():
+                if s.error and s.failures and (s.task, s.error) not in seen:
+                    seen.add((s.task, s.error))
+                    out.append(f"{s.task}: {s.error}")
+        return out
+
+    def _update_metrics(self) -> None:
+        counts: dict[str, int] = {}
+        for st in self.statuses():
+            counts[st.state] = counts.get(st.state, 0) + 1
+        self.metrics.set_states(counts)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def stop_all(self, timeout: float) -> list[Observed]:
+        """Stop every instance (drain): returns what was asked to stop."""
+        self.stop_timeout = timeout
+        try:
+            observed = self.runtime.list()
+        except Exception as exc:
+            log.warning("cannot list instances to stop them: %s", mask_text(str(exc)))
+            observed = self.observed
+        with self._lock:
+            self.observed = observed
+            self.slots.clear()
+            for o in observed:
+                if o.instance_id not in self.pending:
+                    if o.state == "exited":
+                        # Nothing to drain; just remove it (and keep the diagnosis in the log).
+                        self._collect(o)
+                    else:
+                        self._stop(o)
+        return observed
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self.pending)
+
+    def kill_all(self) -> None:
+        for o in list(self.observed):
+            try:
+                self.runtime.kill(o)
+            except Exception as exc:
+                log.warning("kill %s: %s", o.instance_id, mask_text(str(exc)))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

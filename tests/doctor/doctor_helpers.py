@@ -1,0 +1,82 @@
+"""Helpers of the doctor tests (a plain module: tests/ has no packages, and every folder
+has a conftest.py, so `from conftest import` would be ambiguous)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+
+ADMIN = "doc-adm-7f3kQ9xZ2pLm4vB8"
+JOIN = "doc-join-Hq82nVx0RtYe5Kc"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveHub:
+    def __init__(self, redis_url: str) -> None:
+        import uvicorn
+        from gridq.hub.config import HubSettings
+        from gridq.hub.main import create_app
+
+        settings = HubSettings(redis_url=redis_url, token=ADMIN, node_token=JOIN)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = uvicorn.Config(
+            create_app(settings, background=False),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="error",
+        )
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("hub did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+        )
+
+
+def by_name(results: list[Any], name: str) -> Any:
+    found = [r for r in results if r.name == name]
+    assert found, f"no {name} in {[r.name for r in results]}"
+    return found[0]
+
+
+def _root_conftest() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "_gridq_root_conftest_doctor", Path(__file__).resolve().parents[1] / "conftest.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+need = _root_conftest().need

@@ -1,0 +1,196 @@
+"""Fast unit tests of the node agent: settings, identity file, diagnosis, HTTP client errors.
+
+The client's error handling uses httpx.MockTransport (a stub for 401/410/5xx only); every
+end-to-end test runs the real hub."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from gridq.node.client import HubClient, HubRejected, HubUnavailable
+from gridq.node.config import NodeSettings
+from gridq.node.diagnose import diagnose, elf_platform
+from gridq.node.identity import IdentityStore
+
+from gridq.errors import ConfigError
+from gridq.nodeproto import Heartbeat, NodeInfo
+from gridq.settings import load
+
+
+def test_settings_precedence_env_and_gridnode_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "gridnode.toml"
+    cfg.write_text(
+        'server_url = "http://hub:8080"\ntoken = "t0ken-from-file"\nparallelism = 3\n'
+        "heartbeat_interval = 2.5\nstop_timeout = 12\ncontainer_memory = 512\n"
+    )
+    s = load(NodeSettings, cfg)
+    assert (s.hub_url, s.token(), s.parallelism, s.heartbeat_interval) == (
+        "http://hub:8080",
+        "t0ken-from-file",
+        3,
+        2.5,
+    )
+    assert (s.stop_timeout, s.container_memory) == (12, 512)
+    monkeypatch.setenv("GRIDQ_HUB_URL", "http://env:1")
+    monkeypatch.setenv("GRIDQ_NODE_LABELS", "gpu=yes, zone=a")
+    s = load(NodeSettings, cfg, parallelism=7)
+    assert s.hub_url == "http://env:1" and s.parallelism == 7
+    assert s.labels == {"gpu": "yes", "zone": "a"}
+    assert "t0ken-from-file" not in repr(s)
+    cfg.write_text("[node]\nnot_a_setting = 1\n")
+    with pytest.raises(ConfigError, match="not_a_setting"):
+        load(NodeSettings, cfg)
+
+
+def test_identity_file_is_private(tmp_path: Path) -> None:
+    store = IdentityStore(tmp_path / "state")
+    ident = store.load()
+    ident.node_id, ident.secret = "n1", "s3cret"
+    store.save(ident)
+    assert stat.S_IMODE((tmp_path / "state" / "identity.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    again = IdentityStore(tmp_path / "state").load()
+    assert (again.agent_id, again.node_id, again.secret) == (ident.agent_id, "n1", "s3cret")
+    assert "s3cret" not in repr(again)
+
+
+def test_diagnosis_words() -> None:
+    assert diagnose(exit_code=137, oom_killed=True, memory_mb=1024).startswith(
+        "OOM-killed (exit 137) at the 1024 MB limit"
+    )
+    assert diagnose(exit_code=77) == (
+        "Redis rejected the credentials (check the password in the task's Redis URL)"
+    )
+    assert (
+        diagnose(
+            exit_code=1,
+            logs="exec /bin/x: exec format error",
+            image_platform="linux/arm64",
+            node_platform="linux/amd64",
+        )
+        == "exec format error: the image is for linux/arm64, this node is linux/amd64"
+    )
+    assert (
+        diagnose(exit_code=2, logs="a\nboom redis://:pw@h:1/0\n\n")
+        == "exited 2: boom redis://:***@h:1/0"
+    )
+    assert diagnose(exit_code=-9).startswith("killed by SIGKILL")
+    arm = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x02\x00\xb7\x00"
+    assert elf_platform(arm) == "linux/arm64"
+
+
+def _info() -> NodeInfo:
+    return NodeInfo(
+        hostname="h",
+        arch="linux/amd64",
+        cpus=1,
+        memory_mb=1,
+        runtime="process",
+        parallelism=1,
+        version="0",
+    )
+
+
+def _client(tmp_path: Path, handler: object) -> HubClient:
+    return HubClient(
+        "http://hub",
+        "join-token",
+        IdentityStore(tmp_path),
+        _info,
+        transport=httpx.MockTransport(handler),
+    )  # type: ignore[arg-type]
+
+
+def _hb_body(node_id: str) -> dict[str, object]:
+    return {
+        "node_id": node_id,
+        "spec_version": 1,
+        "assignments": [],
+        "stop": False,
+        "heartbeat_interval": 1.0,
+        "server_time": 0.0,
+    }
+
+
+def test_client_reregisters_on_401_and_410(tmp_path: Path) -> None:
+    calls: list[str] = []
+    state = {"n": 0}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(f"{req.url.path} {req.headers['authorization']}")
+        if req.url.path == "/api/node/register":
+            state["n"] += 1
+            return httpx.Response(
+                200,
+                json={
+                    "node_id": f"n{state['n']}",
+                    "secret": f"s{state['n']}",
+                    "heartbeat_interval": 1.0,
+                },
+            )
+        node = req.url.path.split("/")[3]
+        if node == "n1":
+            return httpx.Response(401 if state["n"] == 1 else 410)
+        return httpx.Response(200, json=_hb_body(node))
+
+    c = _client(tmp_path, handler)
+    resp = c.heartbeat(Heartbeat(info=_info()))
+    assert resp.node_id == "n2" and c.node_id == "n2"
+    assert calls[0] == "/api/node/register Bearer join-token"
+    assert "/api/node/n1/heartbeat Bearer s1" in calls
+    saved = json.loads((tmp_path / "identity.json").read_text())
+    assert saved["node_id"] == "n2"
+
+
+def test_client_errors_are_typed(tmp_path: Path) -> None:
+    c = _client(tmp_path, lambda req: httpx.Response(503, text="down"))
+    with pytest.raises(HubUnavailable):
+        c.heartbeat(Heartbeat(info=_info()))
+    c = _client(tmp_path, lambda req: httpx.Response(401, text="no"))
+    with pytest.raises(HubRejected, match="GRIDQ_NODE_TOKEN"):
+        c.register()
+
+    def refuse(req: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    c = _client(tmp_path, refuse)
+    with pytest.raises(HubUnavailable, match="unreachable"):
+        c.register()
+
+
+def test_cli_help_lists_every_setting() -> None:
+    from click.testing import CliRunner
+
+    from gridq.cli.main import cli
+
+    out = CliRunner().invoke(cli, ["node", "--help"]).output
+    for field in NodeSettings.model_fields:
+        if field in ("node_token",):
+            assert "--token" in out
+            continue
+        assert "--" + field.replace("_", "-") in out, field
+    assert "GRIDQ_NODE_STOP_TIMEOUT" in out and "GRIDQ_HUB_URL" in out
+
+
+def test_agent_metrics_and_health_endpoints() -> None:
+    from gridq.node.metrics import MetricsServer, NodeMetrics
+
+    m = NodeMetrics()
+    m.set_states({"running": 2, "crashloop": 1})
+    m.runtime_errors.labels("pull").inc()
+    srv = MetricsServer("127.0.0.1:0", m, lambda: {"status": "ok", "instances": 3})
+    srv.start()
+    try:
+        text = httpx.get(f"http://127.0.0.1:{srv.port}/metrics").text
+        assert 'gridq_node_instances{state="running"} 2.0' in text
+        assert 'gridq_node_runtime_errors_total{op="pull"} 1.0' in text
+        assert "gridq_node_reconcile_seconds_bucket" in text
+        assert httpx.get(f"http://127.0.0.1:{srv.port}/health").json()["instances"] == 3
+    finally:
+        srv.close()

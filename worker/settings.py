@@ -1,0 +1,103 @@
+"""Worker settings: flag > environment > TOML ``[worker]`` > default.
+
+The queue and identity variables keep the unprefixed names the seed system
+(IDM-GridCore) injects (``INPUT_REDIS_URL``, ``INPUT_QUEUE``, ``INSTANCE_ID`` ...), so
+its container images run unchanged; every other knob is ``GRIDQ_``-prefixed. Nothing
+here reads the environment until ``load_worker_settings()`` is called.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
+from gridq.redisurl import validate_url
+from gridq.settings import GridqSettings, load
+
+PoolName = Literal["threads", "processes", "solo", "asyncio"]
+
+
+def _env(name: str) -> Any:
+    # Only the unprefixed name: the field name itself still works as a flag/TOML key
+    # because the base class sets populate_by_name.
+    return Field(validation_alias=AliasChoices(name))
+
+
+class WorkerSettings(GridqSettings):
+    toml_section: ClassVar[str] = "worker"
+    # Short TOML keys: [worker] pool = "processes" rather than worker_pool.
+    toml_aliases: ClassVar[dict[str, str]] = {
+        "pool": "worker_pool",
+        "concurrency": "worker_concurrency",
+        "prefetch": "worker_prefetch",
+        "lease_seconds": "worker_lease_seconds",
+        "grace_seconds": "worker_grace_seconds",
+        "max_jobs_per_child": "worker_max_jobs_per_child",
+        "max_rss_mb": "worker_max_rss_mb",
+    }
+
+    task_name: str = Field("", validation_alias=AliasChoices("TASK_NAME"))
+    node_id: str = Field("", validation_alias=AliasChoices("NODE_ID"))
+    instance_id: str = Field("", validation_alias=AliasChoices("INSTANCE_ID"))
+    input_url: str | None = Field(None, validation_alias=AliasChoices("INPUT_REDIS_URL"))
+    output_url: str | None = Field(None, validation_alias=AliasChoices("OUTPUT_REDIS_URL"))
+    input_queue: str = Field("", validation_alias=AliasChoices("INPUT_QUEUE"))
+    output_queue: str = Field("", validation_alias=AliasChoices("OUTPUT_QUEUE"))
+
+    # GRIDQ_WORKER_POOL etc. (env_prefix GRIDQ_ + field name).
+    worker_pool: PoolName = "threads"
+    worker_concurrency: int | None = Field(None, ge=1, le=10_000)
+    # Jobs claimed beyond the running ones (None: same as concurrency, at least 8).
+    worker_prefetch: int | None = Field(None, ge=0, le=10_000)
+    worker_lease_seconds: float = Field(30.0, gt=0)
+    worker_grace_seconds: float = Field(25.0, ge=0)
+    worker_max_jobs_per_child: int = Field(1000, ge=0)  # processes pool; 0 = never recycle
+    worker_max_rss_mb: int = Field(0, ge=0)  # processes pool; 0 = no limit
+    worker_burst: bool = False
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    log_level: str = "INFO"
+
+    @field_validator("input_url", "output_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        assert v is not None
+        try:
+            return validate_url(v)
+        except ValueError as exc:
+            # The message never echoes the URL: it may carry a password.
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _defaults(self) -> WorkerSettings:
+        if self.output_url is None:
+            self.output_url = self.input_url
+        return self
+
+    @property
+    def concurrency(self) -> int:
+        if self.worker_concurrency:
+            return self.worker_concurrency
+        if self.worker_pool == "solo":
+            return 1
+        if self.worker_pool == "processes":
+            return os.cpu_count() or 1
+        if self.worker_pool == "asyncio":
+            return 100
+        return 8
+
+    @property
+    def prefetch(self) -> int:
+        if self.worker_prefetch is not None:
+            return self.worker_prefetch
+        if self.worker_pool == "solo":
+            return 1
+        return max(self.concurrency, 8)
+
+
+def load_worker_settings(config: str | None = None, **flags: Any) -> WorkerSettings:
+    return load(WorkerSettings, config, **flags)
