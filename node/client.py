@@ -50,6 +50,7 @@ class HubClient:
     ) -> None:
         self.base = hub_url.rstrip("/")
         self._token = token
+        self._registered_this_run = False
         self.store = store
         self.info = info
         self.identity: Identity = store.load()
@@ -91,10 +92,13 @@ class HubClient:
         )
         self.store.save(self.identity)
         self.heartbeat_interval = resp.heartbeat_interval
+        self._registered_this_run = True
         return resp
 
     def heartbeat(self, hb: Heartbeat) -> HeartbeatResponse:
-        if not self.identity.node_id or not self.identity.secret:
+        # The first contact of every run goes through register (resuming the saved id):
+        # the hub then knows the node is back, even one it saw leave.
+        if not self._registered_this_run or not self.identity.node_id or not self.identity.secret:
             self.register()
         for attempt in (1, 2):
             r = self._post(

@@ -58,6 +58,13 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def console() -> Any:
+    """A rich console; when output is not a terminal, wide enough that tables never fold."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gridq.cli.common import echo_json, friendly, redis_location
+from gridq.cli.common import console, echo_json, friendly, redis_location
 
 _url = click.option(
     "--redis-url",
@@ -34,7 +34,6 @@ def dlq() -> None:
 @friendly
 def list_(queue: str, limit: int, redis_url: str | None, as_json: bool) -> None:
     """List dead jobs of QUEUE, newest first, with their error. Example: gridq dlq list numbers"""
-    from rich.console import Console
     from rich.table import Table
 
     from gridq.queue import Queue
@@ -60,7 +59,7 @@ def list_(queue: str, limit: int, redis_url: str | None, as_json: bool) -> None:
             err,
             str(item)[:60],
         )
-    Console().print(t)
+    console().print(t)
 
 
 @dlq.command()

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "dlq": "gridq.cli.dlq_cmd:dlq",
     "bench": "gridq.cli.bench_cmd:bench",
     "doctor": "gridq.cli.doctor_cmd:doctor",
+    "celery": "gridq.cli.celery_cmd:celery",
 }
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from gridq.cli.common import echo_json, friendly, hub_client
+from gridq.cli.common import console, echo_json, friendly, hub_client
 from gridq.cli.task_cmd import hub_options, tasks_table
 
 
@@ -28,13 +28,11 @@ def status(hub_url: str | None, token: str | None, as_json: bool) -> None:
     if as_json:
         echo_json({"hub": hub.url, "nodes": nodes, "tasks": tasks, "doctor": doctor})
         return
-    from rich.console import Console
-
-    console = Console()
-    console.print(nodes_table(nodes))
-    console.print(tasks_table(tasks))
+    con = console()
+    con.print(nodes_table(nodes))
+    con.print(tasks_table(tasks))
     if doctor:
-        console.print(f"doctor: {doctor}")
+        con.print(doctor if doctor.startswith("doctor") else f"doctor: {doctor}")
 
 
 def _doctor_summary(hub: Any) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gridq.cli.common import echo_json, fail, friendly, hub_client
+from gridq.cli.common import console, echo_json, fail, friendly, hub_client
 
 _hub = [
     click.option(
@@ -122,9 +122,7 @@ def list_(hub_url: str | None, token: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(tasks)
         return
-    from rich.console import Console
-
-    Console().print(tasks_table(tasks))
+    console().print(tasks_table(tasks))
 
 
 def tasks_table(tasks: list[dict[str, Any]]) -> Any:

@@ -36,6 +36,7 @@ DEMO_RESULTS = "gridq-demo-results"
 @click.option("--redis-port", type=int, default=0, help="Redis port (default: a free one).")
 @click.option(
     "--state-dir",
+    "state_path",
     type=click.Path(file_okay=False),
     envvar="GRIDQ_STATE_DIR",
     help="Where Redis data, tokens and logs live [env GRIDQ_STATE_DIR].",
@@ -154,7 +155,7 @@ def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -
     for i in range(jobs):
         jid = protocol.new_id()
         pushed_at[jid] = time.time()
-        batch.append(protocol.encode("square", [i], job_id=jid))
+        batch.append(protocol.encode("primes_below", [i % 500], job_id=jid))
         if len(batch) == 1000:
             q.push_items(batch)
             batch = []

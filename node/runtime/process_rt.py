@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -132,6 +133,9 @@ class ProcessRuntime:
                 "(e.g. ['gridq', 'worker', 'pkg.mod:app'])",
                 retryable=False,
             )
+        if argv[0] == "gridq" and shutil.which("gridq") is None:
+            # gridq installed in a venv that is not on PATH: use this interpreter's.
+            argv = [sys.executable, "-m", "gridq.cli.main", *argv[1:]]
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
         env.update(inst.env)
         port = _free_port()
