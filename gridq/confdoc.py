@@ -26,9 +26,9 @@ def _load(target: str) -> Any:
 
 
 def _env_names(cls: Any, name: str, field: FieldInfo) -> list[str]:
-    extra = getattr(cls, "doc_env", {}).get(name)
+    extra = getattr(cls, "env_extra", {}).get(name)
     if extra:
-        return [extra]
+        return [extra, f"{cls.model_config.get('env_prefix', '')}{name}".upper()]
     alias = field.validation_alias
     if alias is None:
         return [f"{cls.model_config.get('env_prefix', '')}{name}".upper()]

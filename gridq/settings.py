@@ -32,11 +32,26 @@ class _TomlSource(PydanticBaseSettingsSource):
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        # pydantic-settings hands sources' values to the model by alias when a field
-        # has one; a TOML key is the field's name, so translate it, or a field with an
-        # environment alias would reject its TOML value as an unknown input.
+        return dict(self._data)
+
+
+class _ByAlias(PydanticBaseSettingsSource):
+    """Hands values given by field name (flags, TOML) to the model under the field's
+    environment alias, if it has one. pydantic-settings validates every source's
+    values by alias; with extra="forbid" a field name would count as unknown."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(
+        self, field: Any, field_name: str
+    ) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, value in self._data.items():
+        for name, value in self.inner().items():
             field = self.settings_cls.model_fields.get(name)
             alias = field.validation_alias if field is not None else None
             choices = getattr(alias, "choices", None)
@@ -44,6 +59,20 @@ class _TomlSource(PydanticBaseSettingsSource):
                 alias = next((c for c in choices if isinstance(c, str)), None)
             out[alias if isinstance(alias, str) else name] = value
         return out
+
+
+class _ExtraEnv(PydanticBaseSettingsSource):
+    """Variables whose names break the class's prefix (``env_extra``), e.g. the hub's
+    GRIDQ_NODE_TOKEN: one variable shared by hub and node."""
+
+    def get_field_value(
+        self, field: Any, field_name: str
+    ) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        extra: dict[str, str] = getattr(self.settings_cls, "env_extra", {})
+        return {name: os.environ[var] for name, var in extra.items() if os.environ.get(var)}
 
 
 class GridqSettings(BaseSettings):
@@ -58,6 +87,8 @@ class GridqSettings(BaseSettings):
     toml_aliases: ClassVar[dict[str, str]] = {}
     # The TOML table this class reads ([hub], [node], [worker]); top-level keys work too.
     toml_section: ClassVar[str] = ""
+    # field -> environment variable, for names outside the class's prefix.
+    env_extra: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def settings_customise_sources(
@@ -68,7 +99,13 @@ class GridqSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls, cls._toml_data))
+        toml = _TomlSource(settings_cls, cls._toml_data)
+        return (
+            _ByAlias(settings_cls, init_settings),
+            env_settings,
+            _ExtraEnv(settings_cls),
+            _ByAlias(settings_cls, toml),
+        )
 
 
 def read_toml(path: str | os.PathLike[str], cls: type[GridqSettings]) -> dict[str, Any]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from gridq.errors import ConfigError
 from gridq.redisurl import validate_url
@@ -33,47 +32,17 @@ PLACEHOLDERS = (
 MIN_TOKEN_LENGTH = 16
 
 
-class _NodeTokenEnv(PydanticBaseSettingsSource):
-    """GRIDQ_NODE_TOKEN keeps the name the node uses (not GRIDQ_HUB_NODE_TOKEN): one
-    variable for both sides. A separate source rather than a validation alias, so a
-    TOML ``node_token`` and the variable do not collide as "extra" inputs."""
-
-    def get_field_value(
-        self, field: Any, field_name: str
-    ) -> tuple[Any, str, bool]:  # pragma: no cover
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        v = os.environ.get("GRIDQ_NODE_TOKEN")
-        return {"node_token": v} if v else {}
-
-
 class HubSettings(GridqSettings):
     """Environment: GRIDQ_HUB_<FIELD> (GRIDQ_HUB_TOKEN, GRIDQ_HUB_REDIS_URL, ...), except
     GRIDQ_NODE_TOKEN; TOML: the field names in a [hub] table."""
 
-    # Environment names that differ from GRIDQ_HUB_<FIELD> (for docs/configuration.md).
-    doc_env: ClassVar[dict[str, str]] = {"node_token": "GRIDQ_NODE_TOKEN"}
+    # One variable for both sides: the node reads GRIDQ_NODE_TOKEN too.
+    env_extra: ClassVar[dict[str, str]] = {"node_token": "GRIDQ_NODE_TOKEN"}
 
     model_config = SettingsConfigDict(
         env_prefix="GRIDQ_HUB_", extra="forbid", populate_by_name=True
     )
     toml_section = "hub"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        base = super().settings_customise_sources(
-            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        )
-        # flag > environment (both spellings) > TOML > default
-        return (base[0], base[1], _NodeTokenEnv(settings_cls), *base[2:])
 
     bind: str = Field(
         default="0.0.0.0:8080",

@@ -19,17 +19,19 @@ import socket
 import threading
 import time
 from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit
 
 from gridq.node.client import HubClient, HubRejected, HubUnavailable
 from gridq.node.config import NodeSettings
 from gridq.node.identity import IdentityStore
-from gridq.node.metrics import MetricsServer, NodeMetrics
+from gridq.node.metrics import NodeMetrics
 from gridq.node.reconcile import Reconciler
 from gridq.node.runtime.base import Runtime
 
 from gridq import __version__
 from gridq.errors import EXIT_CONFIG
+from gridq.metrics_http import MetricsServer
 from gridq.nodeproto import Assignment, Heartbeat, NodeInfo
 from gridq.redisurl import mask_text
 
@@ -143,11 +145,24 @@ class Agent:
             return min(base * 2 ** min(self._hub_failures, 6), max(MAX_BACKOFF, base))
         return base
 
+    def _health_ok(self) -> tuple[bool, dict[str, Any]]:
+        data = self.health()
+        return data.get("status") == "ok", data
+
     def run(self) -> int:
         if self.settings.metrics_bind:
-            self.metrics_server = MetricsServer(
-                self.settings.metrics_bind, self.metrics, self.health
-            )
+            host, _, port = self.settings.metrics_bind.rpartition(":")
+            try:
+                self.metrics_server = MetricsServer(
+                    self.metrics.registry, self._health_ok, host, int(port), "gridq-node-metrics"
+                )
+            except (OSError, ValueError) as exc:
+                log.error(
+                    "cannot serve metrics on %s: %s (set GRIDQ_NODE_METRICS_BIND)",
+                    self.settings.metrics_bind,
+                    exc,
+                )
+                return EXIT_CONFIG
             self.metrics_server.start()
         log.info(
             "gridq node %s: runtime %s (%s), hub %s, state %s",

@@ -16,9 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
-    BaseSettings,
     NoDecode,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
@@ -32,31 +30,6 @@ def default_state_dir() -> Path:
         return Path("/var/lib/gridq/node")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "gridq" / "node"
-
-
-class _ByAlias(PydanticBaseSettingsSource):
-    """Present a source's field-named values under the fields' aliases.
-
-    hub_url and node_token carry env aliases (GRIDQ_HUB_URL, GRIDQ_NODE_TOKEN, as
-    CONTRACT.md names them); with extra="forbid", values given by field name (flags,
-    TOML) must reach the model under the alias or they count as unknown."""
-
-    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
-        super().__init__(settings_cls)
-        self.inner = inner
-
-    def get_field_value(
-        self, field: Any, field_name: str
-    ) -> tuple[Any, str, bool]:  # pragma: no cover
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        out = {}
-        for key, value in self.inner().items():
-            field = self.settings_cls.model_fields.get(key)
-            alias = field.validation_alias if field is not None else None
-            out[alias if isinstance(alias, str) else key] = value
-        return out
 
 
 class NodeSettings(GridqSettings):
@@ -124,20 +97,6 @@ class NodeSettings(GridqSettings):
     healthy_after: float = Field(
         default=60.0, gt=0, description="a worker that ran this long resets its backoff"
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        init, env, toml = super().settings_customise_sources(
-            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        )
-        return (_ByAlias(settings_cls, init), env, _ByAlias(settings_cls, toml))
 
     @field_validator("labels", mode="before")
     @classmethod

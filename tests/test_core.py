@@ -188,3 +188,25 @@ def test_packages_listed_in_pyproject() -> None:
             rel = init.parent.relative_to(ROOT / top).parts
             found.add(".".join((pkg, *rel)))
     assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
+
+
+def test_settings_aliases_and_extra_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field with an environment alias takes its TOML key and flag by field name too."""
+    from pydantic import Field
+
+    from gridq.settings import GridqSettings, load
+
+    class Demo(GridqSettings):
+        toml_section: ClassVar[str] = "demo"
+        env_extra: ClassVar[dict[str, str]] = {"shared": "SHARED_VAR"}
+        hub_url: str = Field("default", validation_alias="GRIDQ_HUB_URL")
+        shared: str = "default"
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[demo]\nhub_url = "toml"\nshared = "toml"\n')
+    assert (load(Demo, cfg).hub_url, load(Demo, cfg).shared) == ("toml", "toml")
+    monkeypatch.setenv("GRIDQ_HUB_URL", "env")
+    monkeypatch.setenv("SHARED_VAR", "env")
+    assert (load(Demo, cfg).hub_url, load(Demo, cfg).shared) == ("env", "env")
+    assert load(Demo, cfg, hub_url="flag", shared="flag").hub_url == "flag"
+    assert load(Demo, cfg, shared="flag").shared == "flag"

@@ -14,15 +14,11 @@ unknown task, no default handler; dead-lettered). Throughput is
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from gridq.worker.middleware import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
     from gridq.protocol import Job
@@ -83,55 +79,3 @@ class Metrics(Middleware):
 
     def on_dead(self, job: Job | None, task: str, reason: str) -> None:
         self._inc(task, "dead", 0.0)
-
-
-class MetricsServer:
-    """``/metrics`` and ``/health`` on one port, in a daemon thread."""
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        health: Callable[[], tuple[bool, dict[str, Any]]],
-        host: str,
-        port: int,
-    ) -> None:
-        registry = metrics.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    body = generate_latest(registry)
-                    self._send(200, CONTENT_TYPE_LATEST, body)
-                elif path in ("/health", "/healthz"):
-                    ok, detail = health()
-                    self._send(200 if ok else 503, "application/json", json.dumps(detail).encode())
-                else:
-                    self._send(404, "text/plain", b"not found\n")
-
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # scrapes every few seconds would drown the log
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever,
-            kwargs={"poll_interval": 0.5},
-            name="gridq-metrics",
-            daemon=True,
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

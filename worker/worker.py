@@ -32,7 +32,7 @@ from typing import Any
 import redis
 from gridq.worker.app import App
 from gridq.worker.broker import MAX_BATCH, Broker, Settlement, make_client
-from gridq.worker.metrics import Metrics, MetricsServer
+from gridq.worker.metrics import Metrics
 from gridq.worker.middleware import Middleware, call
 from gridq.worker.pools import Pool, ProcessPool, make_pool
 from gridq.worker.results import DEAD, OK, Dispatch, Outcome
@@ -47,6 +47,7 @@ from gridq.errors import (
     RedisAuthError,
     RedisUnavailable,
 )
+from gridq.metrics_http import MetricsServer
 from gridq.queue import Queue
 from gridq.redisurl import check, explain, mask, mask_text
 
@@ -216,7 +217,7 @@ class Worker:
         if self.settings.metrics_port is not None:
             try:
                 srv = MetricsServer(
-                    self.metrics,
+                    self.metrics.registry,
                     self.health,
                     self.settings.metrics_host,
                     self.settings.metrics_port,

@@ -21,8 +21,9 @@ import pytest
 pytest.importorskip("celery")
 
 from celery.exceptions import TimeLimitExceeded  # noqa: E402
-from conftest import RedisServer, free_port  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from tests.conftest import RedisServer, free_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "s3cret-celery-pw"

@@ -179,12 +179,16 @@ def test_cli_help_lists_every_setting() -> None:
 
 
 def test_agent_metrics_and_health_endpoints() -> None:
-    from gridq.node.metrics import MetricsServer, NodeMetrics
+    from gridq.node.metrics import NodeMetrics
+
+    from gridq.metrics_http import MetricsServer
 
     m = NodeMetrics()
     m.set_states({"running": 2, "crashloop": 1})
     m.runtime_errors.labels("pull").inc()
-    srv = MetricsServer("127.0.0.1:0", m, lambda: {"status": "ok", "instances": 3})
+    srv = MetricsServer(
+        m.registry, lambda: (True, {"status": "ok", "instances": 3}), "127.0.0.1", 0
+    )
     srv.start()
     try:
         text = httpx.get(f"http://127.0.0.1:{srv.port}/metrics").text
@@ -192,5 +196,14 @@ def test_agent_metrics_and_health_endpoints() -> None:
         assert 'gridq_node_runtime_errors_total{op="pull"} 1.0' in text
         assert "gridq_node_reconcile_seconds_bucket" in text
         assert httpx.get(f"http://127.0.0.1:{srv.port}/health").json()["instances"] == 3
+        assert httpx.get(f"http://127.0.0.1:{srv.port}/nope").status_code == 404
     finally:
         srv.close()
+    failing = MetricsServer(
+        m.registry, lambda: (False, {"status": "hub unreachable"}), "127.0.0.1", 0
+    )
+    failing.start()
+    try:
+        assert httpx.get(f"http://127.0.0.1:{failing.port}/health").status_code == 503
+    finally:
+        failing.close()
