@@ -181,6 +181,8 @@ class Stack:
                 "GRIDQ_NODE_STATE_DIR": str(self.state / "node"),
                 # A free port: a node elsewhere on this machine may hold the default.
                 "GRIDQ_NODE_METRICS_BIND": f"127.0.0.1:{free_port()}",
+                # Local Redis listens on 127.0.0.1: worker containers share the host's network.
+                **({"GRIDQ_NODE_DOCKER_NETWORK": "host"} if self.runtime == "docker" else {}),
             },
         )
         self._wait(self._node_up, timeout, "the node")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -136,9 +137,19 @@ def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -
     q = Queue.from_url(stack.redis_url, DEMO_QUEUE)
     conn = q.conn
     conn.delete(DEMO_QUEUE, DEMO_RESULTS)
+    if stack.runtime == "docker":
+        # The gridq-worker image (Dockerfile, target worker) ships the demo app too.
+        run: dict[str, Any] = {
+            "image": os.environ.get("GRIDQ_DEMO_IMAGE", "gridq-worker:latest"),
+            "command": ["gridq", "worker", "gridq.examples.demo:app"],
+        }
+    else:
+        run = {
+            "command": [sys.executable, "-m", "gridq.cli.main", "worker", "gridq.examples.demo:app"]
+        }
     body = {
         "name": DEMO_TASK,
-        "command": [sys.executable, "-m", "gridq.cli.main", "worker", "gridq.examples.demo:app"],
+        **run,
         "input_redis": stack.redis_url,
         "input_queue": DEMO_QUEUE,
         "output_queue": DEMO_RESULTS,
