@@ -168,6 +168,8 @@ class Stack:
             {
                 "GRIDQ_HUB_REDIS_URL": self.redis_url,
                 "GRIDQ_HUB_TOKEN": self.tokens["admin_token"],
+                # One machine, one node: a short heartbeat makes changes show at once.
+                "GRIDQ_HUB_HEARTBEAT_INTERVAL": "1",
                 "GRIDQ_NODE_TOKEN": self.tokens["node_token"],
             },
         )
