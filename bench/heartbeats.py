@@ -159,6 +159,14 @@ async def _run_nodes(
 
 
 def _worker(args: tuple[str, list[tuple[str, str, int]], float, float, float], q: Any) -> None:
+    # uvloop when installed (uvicorn[standard] brings it): the load generator shares the
+    # machine's cores with the hub, so its own CPU per request matters too.
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
     res = asyncio.run(_run_nodes(*args))
     q.put(tuple(res))  # plain data: the parent may not import this module by name
 

@@ -24,6 +24,7 @@ from gridq import __version__
 from gridq.redisurl import mask_text
 
 from .config import HubSettings, check_tokens
+from .fastpath import HEARTBEAT_ROUTE, HeartbeatFastPath
 from .routes import doctor as doctor_routes
 from .routes import events, health, metrics, node_api, nodes, prometheus_sd, tasks
 from .store import Store
@@ -142,7 +143,6 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
         registry=registry,
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     )
-    app.add_middleware(LatencyMiddleware, histogram=app.state.latency)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -170,4 +170,11 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
     for module in (health, metrics, tasks, nodes, node_api, prometheus_sd, events):
         app.include_router(module.router)
     app.include_router(doctor_routes.router)
+    # The last middleware added is the outermost: latency is measured around the
+    # heartbeat fast path too, which serves successful heartbeats without the router.
+    hb_route = next(
+        r for r in node_api.router.routes if getattr(r, "path", None) == HEARTBEAT_ROUTE
+    )
+    app.add_middleware(HeartbeatFastPath, store=store, route=hb_route)
+    app.add_middleware(LatencyMiddleware, histogram=app.state.latency)
     return app

@@ -4,12 +4,12 @@ Nothing lives only in process memory, so a restarted hub, or a second replica, s
 the same grid. Multi-key changes are atomic (MULTI or Lua), and scheduling passes
 take a Redis lock so that two replicas never write assignments at the same time.
 
-The heartbeat path is kept to two round trips: one pipeline to authenticate (the
-secret's hash compared in Python, in constant time) and one Lua script that records
-the heartbeat and returns the precomputed assignments. Scheduling never runs inside a
-heartbeat: assignments are computed by passes triggered by changes (task, node
-registration, stop, delete) and by a periodic pass (offline nodes, autoscale,
-sequential auto-advance), and stored per node ready to send.
+A heartbeat is one round trip: one Lua script checks the node (deleted: 410; the
+secret's hash compared in constant time: 401), records the heartbeat and returns the
+precomputed assignments. Scheduling never runs inside a heartbeat: assignments are
+computed by passes triggered by changes (task, node registration, stop, delete) and by
+a periodic pass (offline nodes, autoscale, sequential auto-advance), and stored per
+node ready to send.
 """
 
 from __future__ import annotations
@@ -75,7 +75,11 @@ def _caps(info: NodeInfo, draining: bool) -> str:
     """The part of a heartbeat scheduling depends on. Stored apart from the full record
     (which carries every instance) so a scheduling pass reads little and can tell
     cheaply that nothing changed."""
-    return _dumps({"info": info.model_dump(), "draining": draining})
+    # Built from pydantic-core's compact JSON rather than model_dump() + json.dumps: this
+    # runs on every heartbeat. Deterministic for a given node (fields in model order,
+    # labels as the node sends them); the scheduler's pre-check looks for the literal
+    # '"draining":true', so the compact form matters.
+    return f'{{"draining":{"true" if draining else "false"},"info":{info.model_dump_json()}}}'
 
 
 def secret_hash(secret: str) -> str:
@@ -173,11 +177,31 @@ class NodeView:
         return out
 
 
-# Records a heartbeat if the node still exists (a delete racing with a heartbeat must
-# not resurrect the node), and returns what the answer needs in the same round trip.
+# The whole heartbeat in one round trip: authenticate, record, answer.
+# - 410 before 401, as authenticate_node: a deleted node is told to register again.
+# - The presented secret's SHA-256 (hex, computed by the hub, always 64 characters) is
+#   compared with the stored one in constant time: every byte is XORed and OR-ed in,
+#   no early exit, and an unknown node is compared against a dummy hash. (This is
+#   hmac.compare_digest's job elsewhere; here it runs where the hash is, so the check
+#   and the write are one step and a wrong secret writes nothing.)
+# - The heartbeat is recorded only if the node still exists (a delete racing with a
+#   heartbeat must not resurrect the node), and the answer's parts come back with it.
+# KEYS: meta, nodes, seen, assignments, state, caps, the node's secret, deleted set.
+# ARGV: node id, record JSON, now, caps JSON, sha256 hex of the presented secret.
+# Returns {0} (401), {2} (410), or {1, meta, assignments, spec_version}.
 _HEARTBEAT = """
+if redis.call('SISMEMBER', KEYS[8], ARGV[1]) == 1 then return {2} end
+local stored = redis.call('GET', KEYS[7])
+local expected = stored or string.rep('0', 64)
+local given = ARGV[5]
+local diff = 0
+if #expected ~= #given then diff = 1 end
+for i = 1, #given do
+  diff = bit.bor(diff, bit.bxor(string.byte(given, i), string.byte(expected, i) or 0))
+end
+if diff ~= 0 or not stored then return {0} end
 local meta = redis.call('HGET', KEYS[1], ARGV[1])
-if not meta then return {0} end
+if not meta then return {2} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 if redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[4] then
@@ -186,6 +210,12 @@ end
 local a = redis.call('HGET', KEYS[4], ARGV[1])
 local v = redis.call('HGET', KEYS[5], 'spec_version')
 return {1, meta, a or '[]', v or '0'}
+"""
+
+# What authenticating a node needs, in one round trip: deleted? and the secret's hash.
+# The comparison itself stays in Python (hmac.compare_digest, constant time).
+_AUTH_READ = """
+return {redis.call('SISMEMBER', KEYS[2], ARGV[1]), redis.call('GET', KEYS[1])}
 """
 
 # Creates a task only if the name is free, and gives it the next registration number.
@@ -240,15 +270,23 @@ class Coalescer:
 class Store:
     def __init__(self, settings: HubSettings, conn: aioredis.Redis | None = None) -> None:
         self.settings = settings
-        self.r: aioredis.Redis = conn or aioredis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            health_check_interval=30,
-            max_connections=200,
+        # A blocking pool: when more requests wait on Redis than there are connections
+        # (a hub briefly overloaded by heartbeats), they queue for a connection instead
+        # of failing with "Too many connections" (503). Redis serves one command at a
+        # time anyway; more connections would only add sockets to the event loop.
+        self.r: aioredis.Redis = conn or aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url,
+                decode_responses=True,
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0,
+                health_check_interval=30,
+                max_connections=64,
+                timeout=10.0,
+            )
         )
         self._heartbeat = self.r.register_script(_HEARTBEAT)
+        self._auth_read = self.r.register_script(_AUTH_READ)
         self._create_task = self.r.register_script(_CREATE_TASK)
         self._update_task = self.r.register_script(_UPDATE_TASK)
         self._unlock = self.r.register_script(_UNLOCK)
@@ -462,11 +500,12 @@ class Store:
         """Raise NodeGone (410) or NodeAuthError (401); constant-time on the secret."""
         if not NODE_ID_RE.match(node_id):
             raise NodeAuthError("unknown node")
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(keys.hub_node_secret(node_id))
-        pipe.sismember(keys.HUB_NODES_DELETED, node_id)
-        stored, deleted = await pipe.execute()
-        if deleted:
+        # One small script rather than a pipeline: same single round trip, a fraction
+        # of redis-py's pipeline overhead on the heartbeat path.
+        deleted, stored = await self._auth_read(
+            keys=[keys.hub_node_secret(node_id), keys.HUB_NODES_DELETED], args=[node_id]
+        )
+        if int(deleted):
             raise NodeGone("node deleted")
         # Compare even when nothing is stored, so timing does not tell ids apart.
         expected = (stored or "0" * 64).encode()
@@ -474,8 +513,11 @@ class Store:
             raise NodeAuthError("unknown node or wrong secret")
 
     async def heartbeat(self, node_id: str, secret: str, hb: Heartbeat) -> bytes:
-        """Record the heartbeat; return the HeartbeatResponse JSON, ready to send."""
-        await self.authenticate_node(node_id, secret)
+        """Authenticate and record the heartbeat in one round trip (see _HEARTBEAT);
+        return the HeartbeatResponse JSON, ready to send. Raises NodeGone (410) or
+        NodeAuthError (401) like authenticate_node."""
+        if not NODE_ID_RE.match(node_id):
+            raise NodeAuthError("unknown node")
         now = time.time()
         res = await self._heartbeat(
             keys=[
@@ -485,11 +527,22 @@ class Store:
                 keys.HUB_ASSIGNMENTS,
                 keys.HUB_STATE,
                 keys.HUB_NODE_CAPS,
+                keys.hub_node_secret(node_id),
+                keys.HUB_NODES_DELETED,
             ],
-            args=[node_id, hb.model_dump_json(), now, _caps(hb.info, hb.draining)],
+            args=[
+                node_id,
+                hb.model_dump_json(),
+                now,
+                _caps(hb.info, hb.draining),
+                secret_hash(secret),
+            ],
         )
-        if not res or int(res[0]) == 0:
+        code = int(res[0]) if res else 2
+        if code == 2:
             raise NodeGone("node deleted")
+        if code == 0:
+            raise NodeAuthError("unknown node or wrong secret")
         meta = json.loads(res[1])
         stop = bool(meta.get("stop"))
         assignments = "[]" if stop else res[2]

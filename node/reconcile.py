@@ -80,6 +80,10 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gridq-act")
         self._lock = threading.RLock()
         self.pending: dict[str, _Pending] = {}
+        # (instance id, handle) of exited instances already collected: list() runs outside
+        # the lock, so a snapshot taken just before a collect finished still shows the
+        # instance, and collecting it twice would count one crash as two.
+        self._collected: set[tuple[str, str]] = set()
         self.slots: dict[tuple[str, int], Slot] = {}
         self.observed: list[Observed] = []
         self.runtime_error: str | None = None
@@ -107,6 +111,7 @@ class Reconciler:
         with self._lock:
             self.node_id = node_id
             self.observed = observed
+            self._collected &= {(o.instance_id, o.handle) for o in observed}
             want = {a.task: a for a in desired if a.replicas >= 0}
             by_task: dict[str, list[Observed]] = {}
             for o in observed:
@@ -143,7 +148,8 @@ class Reconciler:
                 self._stop(o)
             elif o.state == "exited":
                 # Still counts: it restarts on the same index after its backoff.
-                self._collect(o)
+                if (o.instance_id, o.handle) not in self._collected:
+                    self._collect(o)
                 active.add(o.index)
             else:
                 healthy[o.index] = o
@@ -274,6 +280,7 @@ class Reconciler:
             diagnosis = self.runtime.collect(o)
             log.warning("%s %s", o.instance_id, diagnosis)
             with self._lock:
+                self._collected.add((o.instance_id, o.handle))
                 if slot is not None:
                     ran = time.monotonic() - slot.started if slot.started else 0.0
                     if ran >= self.settings.healthy_after:

@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Build the container images the tests use, locally: this machine has no registry.
 #
-#   scripts/build-test-images.sh [all|busybox|base|worker]     (default: all)
+#   scripts/build-test-images.sh [all|busybox|base|worker|celery]     (default: all)
 #
 # Images (tags are a contract with tests/ and deploy/; keep them stable):
 #   gridq-test-base:bookworm          Debian bookworm minbase + python3, python3-venv (debootstrap)
 #   gridq-worker:test                 FROM the base: gridq installed offline from host-built wheels
+#   gridq-celery:test                 FROM gridq-worker:test: celery[redis] (offline, host-built wheels)
+#                                     and tests/celery/gridq_celery_proj.py in /app; CMD gridq celery worker
 #   gridq-test-busybox:amd64          FROM scratch + busybox-static (amd64): crash / OOM / sleep tests
 #   gridq-test-busybox:arm64          busybox-static for arm64, image config says arm64
 #   gridq-test-busybox:arm64-mislabelled  the same binary in an image whose config says amd64
 #                                     (what a careless cross-build produces): runs into exec format error
 #
 # Idempotent: an image whose tag exists is kept. gridq-worker:test carries a label with a
-# hash of the gridq sources and is rebuilt when they change (a few seconds once the base exists).
+# hash of the gridq sources and is rebuilt when they change (a few seconds once the base exists);
+# gridq-celery:test is rebuilt when gridq-worker:test, the test app or the Celery version changes.
 # Needs: docker (engine running), debootstrap, busybox-static, dpkg/apt (for the arm64 binary),
-# python3 with pip (wheels; GRIDQ_PYTHON selects the interpreter, default: the venv's or python3).
+# python3 with pip (wheels; GRIDQ_PYTHON selects the interpreter, default: the venv's or python3;
+# GRIDQ_IMAGE_PYTHON the one for the Celery wheels, default: a host python3 of the image's version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -164,10 +168,89 @@ EOF
   log "built gridq-worker:test ($h)"
 }
 
+# The Celery version the tests' producers use (the venv's), else the dev extra's floor.
+celery_req() {
+  local v
+  v=$("$PY" -c 'import celery; print(celery.__version__)' 2>/dev/null) || v=
+  if [ -n "$v" ]; then echo "celery[redis]==$v"; else echo "celery[redis]>=5.4"; fi
+}
+
+# An interpreter of the image's own python version (Debian bookworm: 3.11.2), so that the
+# environment markers of Celery's dependencies resolve for the image, not for the host.
+image_python() {
+  if [ -n "${GRIDQ_IMAGE_PYTHON:-}" ]; then echo "$GRIDQ_IMAGE_PYTHON"; return; fi
+  local want cand
+  want=$(docker run --rm --network none gridq-worker:test python3 -c \
+    'import platform; print(platform.python_version())')
+  for cand in /usr/bin/python3 python3 "$PY"; do
+    if command -v "$cand" >/dev/null 2>&1 &&
+      [ "$("$cand" -c 'import platform; print(platform.python_version())')" = "$want" ] &&
+      "$cand" -m pip --version >/dev/null 2>&1; then
+      echo "$cand"; return
+    fi
+  done
+  log "no host python $want with pip: Celery wheels from $PY (GRIDQ_IMAGE_PYTHON selects one)" >&2
+  echo "$PY"
+}
+
+build_celery() {
+  build_worker
+  local req h
+  req=$(celery_req)
+  h=$({
+    docker image inspect -f '{{ .Id }}' gridq-worker:test
+    echo "$req"
+    sha256sum tests/celery/gridq_celery_proj.py
+  } | sha256sum | cut -c1-16)
+  if have gridq-celery:test; then
+    local cur
+    cur=$(docker image inspect -f '{{ index .Config.Labels "gridq.celery-hash" }}' gridq-celery:test)
+    [ "$cur" = "$h" ] && return 0
+  fi
+  local ipy; ipy=$(image_python)
+  # The wheels do not change with gridq's sources: kept in the cache per requirement and
+  # interpreter, so a rebuild after a source change takes seconds.
+  local wheels
+  wheels="$CACHE/celery-wheels-$(printf '%s %s' "$req" "$("$ipy" -V 2>&1)" | sha256sum | cut -c1-12)"
+  if [ ! -f "$wheels/.complete" ]; then
+    rm -rf "$wheels"
+    log "building Celery wheels ($req, $("$ipy" -V 2>&1))"
+    "$ipy" -m pip wheel -q --disable-pip-version-check "$req" -w "$wheels" 2>&1 >/dev/null |
+      grep -v 'is ignored: it is neither' >&2 || true
+    [ -n "$(ls "$wheels"/celery-*.whl 2>/dev/null)" ] || { echo "building the Celery wheels failed" >&2; exit 1; }
+    touch "$wheels/.complete"
+  fi
+  local d; d=$(mktemp -d)
+  cp -r "$wheels" "$d/wheels"
+  cp tests/celery/gridq_celery_proj.py "$d/"
+  # What docs/celery.md tells users to do for their own app, with the wheels offline.
+  cat >"$d/Dockerfile" <<'EOF'
+FROM gridq-worker:test
+COPY wheels /tmp/wheels
+ARG CELERY_REQ
+RUN /opt/gridq/bin/pip install -q --no-index --find-links /tmp/wheels "${CELERY_REQ}" \
+ && rm -rf /tmp/wheels /root/.cache
+COPY gridq_celery_proj.py /app/
+ENV PYTHONPATH=/app
+WORKDIR /app
+ARG CELERY_HASH=unknown
+LABEL gridq.celery-hash=${CELERY_HASH}
+# For a task of kind celery with an image the node runs the image's CMD: gridq celery
+# reads the app (GRIDQ_CELERY_APP), the queues (INPUT_QUEUE) and the broker URL
+# (INPUT_REDIS_URL) from the environment the hub gives every worker.
+CMD ["gridq", "celery", "worker"]
+EOF
+  docker build -q --force-rm --build-arg CELERY_REQ="$req" --build-arg CELERY_HASH="$h" \
+    -t gridq-celery:test "$d" >/dev/null
+  rm -rf "$d"
+  log "built gridq-celery:test ($req, $h)"
+}
+
 case "$WHAT" in
   busybox) build_busybox ;;
   base) build_base ;;
   worker) build_worker ;;
-  all) build_busybox; build_worker ;;
-  *) echo "usage: $0 [all|busybox|base|worker]" >&2; exit 2 ;;
+  celery) build_celery ;;
+  all) build_busybox; build_worker; build_celery ;;
+  *) echo "usage: $0 [all|busybox|base|worker|celery]" >&2; exit 2 ;;
 esac

@@ -8,8 +8,10 @@ Two ways in:
 
       python -m gridq.worker.celery -A proj.celery:app worker -Q q1,q2 --pool threads -c 8 --hostname INSTANCE_ID
 
-  The broker URL comes only from the environment (``CELERY_BROKER_URL``, else
-  ``INPUT_REDIS_URL``), never from the command line, where ``ps`` would show it.
+  or ``gridq celery ...``, the same. That command line lives in celery_cli.py
+  (``main``, ``build_argv``; still importable from here). The broker URL comes only
+  from the environment (``CELERY_BROKER_URL``, else ``INPUT_REDIS_URL``), never from
+  the command line, where ``ps`` would show it.
 
 What the instrumentation does, all from Celery signals, all safe under the threads
 pool (the default here, so a task may start its own processes):
@@ -20,27 +22,21 @@ pool (the default here, so a task may start its own processes):
   dead) in Redis, batched by a background flusher every 0.5 s so a task costs no
   Redis round trip;
 - enforces task time limits under the threads and solo pools, where Celery silently
-  ignores them (see ``_Watchdog``);
+  ignores them (see ``_Watchdog`` in celery_limits.py);
 - refuses to start, or warns, on the configuration traps listed in celery_checks.py.
 
 Importing this module does not import Celery (``celery_queue_depth`` needs none);
-Celery is imported by ``install()`` and ``main()`` only.
+Celery is imported by ``install()`` and ``celery_cli.main()`` only.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import heapq
-import itertools
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +52,7 @@ from gridq.worker.celery_depth import (
     celery_queue_depth,
     celery_queue_depth_detail,
 )
+from gridq.worker.celery_limits import _Running, _Watchdog
 from gridq.worker.celery_metrics import MetricSet, serving_registry
 
 from gridq.keys import QueueKeys
@@ -66,16 +63,12 @@ __all__ = [
     "celery_queue_depth",
     "celery_queue_depth_detail",
     "install",
-    "main",
 ]
 
 log = logging.getLogger("gridq.worker.celery")
 
 EXIT_CONFIG = 3  # gridq.errors.EXIT_CONFIG; the node reports it as a configuration error
 FLUSH_INTERVAL = 0.5
-# After the hard deadline, how long a thread may take to unwind TimeLimitExceeded
-# before we say it is stuck in C code.
-STUCK_GRACE = 2.0
 
 # outcome -> stats hash fields it increments, as the native worker's settle script
 # does (worker/broker.py): "processed" counts successes, "failed" jobs failed for good.
@@ -85,24 +78,6 @@ _STAT_FIELDS: dict[str, tuple[str, ...]] = {
     "retried": ("retried",),
     "dead": ("dead",),
 }
-
-
-# --- per-task state -------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Running:
-    """One task execution in one thread, from task_prerun to task_postrun."""
-
-    task_id: str
-    task: str
-    queue: str
-    thread_id: int
-    started: float
-    counted: bool = False  # outcome recorded (by a signal or by the hard deadline)
-    finished: bool = False  # the task's code returned; no more async exceptions
-    in_flight: bool = True  # still counted in gridq_jobs_in_flight
-    timed_out: bool = False
 
 
 # --- batched stats --------------------------------------------------------------------
@@ -184,116 +159,6 @@ class _Flusher:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
         self.flush()
-
-
-# --- time limits under the threads pool -----------------------------------------------
-
-
-def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
-    """Schedule ``exc_type`` to be raised in another thread (CPython's async exception).
-
-    The exception is raised at the thread's next bytecode boundary: Python code stops
-    there; a thread blocked in C (sleep, a socket read, a C extension) gets it only when
-    that call returns. A thread cannot be killed from outside.
-    """
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
-    )
-    if n > 1:  # cannot happen for a valid id; undo as the C API documentation asks
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
-        return False
-    return n == 1
-
-
-class _Watchdog:
-    """One thread and a heap of deadlines for every running task that has a time limit.
-
-    Celery's threads and solo pools ignore ``soft_time_limit``/``time_limit``. Here:
-    at the soft deadline ``SoftTimeLimitExceeded`` is raised inside the task's thread
-    (as prefork does in its child), so the task can clean up; at the hard deadline
-    ``TimeLimitExceeded`` is raised there, and the job is counted ``failed`` at that
-    moment whatever the thread does next. A thread stuck in C code keeps running
-    (nothing can kill a thread) and keeps its pool slot: that is logged as an error.
-    """
-
-    def __init__(self, on_hard: Callable[[_Running, float], None]) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, str, _Running, float]] = []
-        self._seq = itertools.count()
-        self._on_hard = on_hard
-        self.lock = threading.Lock()  # orders deadline actions against task completion
-        self._thread = threading.Thread(target=self._run, name="gridq-time-limits", daemon=True)
-        self._thread.start()
-
-    def arm(self, entry: _Running, soft: float | None, hard: float | None) -> None:
-        with self._cond:
-            if soft:
-                heapq.heappush(
-                    self._heap, (entry.started + soft, next(self._seq), "soft", entry, soft)
-                )
-            if hard:
-                heapq.heappush(
-                    self._heap, (entry.started + hard, next(self._seq), "hard", entry, hard)
-                )
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap:
-                    self._cond.wait()
-                due, _, kind, entry, limit = self._heap[0]
-                wait = due - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-            try:
-                self._fire(kind, entry, limit)
-            except Exception:  # the watchdog must outlive any one task
-                log.exception("gridq: time-limit watchdog error")
-
-    def _fire(self, kind: str, entry: _Running, limit: float) -> None:
-        from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-
-        with self.lock:
-            if entry.finished:
-                return
-            if kind == "soft":
-                _raise_in_thread(entry.thread_id, SoftTimeLimitExceeded)
-                log.warning(
-                    "gridq: task %s[%s] exceeded its soft time limit (%gs): "
-                    "SoftTimeLimitExceeded raised in its thread",
-                    entry.task,
-                    entry.task_id,
-                    limit,
-                )
-            elif kind == "hard":
-                _raise_in_thread(entry.thread_id, TimeLimitExceeded)
-                entry.timed_out = True
-                self._on_hard(entry, limit)
-                log.error(
-                    "gridq: task %s[%s] exceeded its hard time limit (%gs): counted failed, "
-                    "TimeLimitExceeded raised in its thread",
-                    entry.task,
-                    entry.task_id,
-                    limit,
-                )
-                with self._cond:
-                    heapq.heappush(
-                        self._heap,
-                        (time.monotonic() + STUCK_GRACE, next(self._seq), "stuck", entry, limit),
-                    )
-            else:
-                log.error(
-                    "gridq: task %s[%s] still occupies its thread %.0fs after its hard time "
-                    "limit: it is blocked in C code, which Python cannot interrupt; the pool "
-                    "slot stays busy until that call returns (restart the worker, or use "
-                    "--pool prefork for tasks that must be killed)",
-                    entry.task,
-                    entry.task_id,
-                    STUCK_GRACE,
-                )
 
 
 # --- processes a task forks -----------------------------------------------------------
@@ -727,150 +592,22 @@ def install(app: Any) -> Instrumentation:
     return inst
 
 
-# --- zero-code entry point ------------------------------------------------------------
-
-_POOL_ALIASES = {"threads": "threads", "processes": "prefork", "prefork": "prefork", "solo": "solo"}
+# --- zero-code entry point: gridq.worker.celery_cli -----------------------------------
 
 
-def _opt_value(args: list[str], short: str | None, long: str) -> tuple[bool, str | None]:
-    """Whether an option is present in ``args`` and its value (``-Px``, ``-P x``, ``--pool=x``)."""
-    for i, a in enumerate(args):
-        if a == long or (short and a == short):
-            return True, args[i + 1] if i + 1 < len(args) else None
-        if a.startswith(long + "="):
-            return True, a.split("=", 1)[1]
-        if short and a.startswith(short) and len(a) > len(short) and not a.startswith("--"):
-            return True, a[len(short) :]
-    return False, None
+def __getattr__(name: str) -> Any:
+    # main, build_argv and USAGE live in celery_cli, which imports this module: loaded on
+    # first use, so that `from gridq.worker.celery import main` keeps working.
+    if name in ("main", "build_argv", "USAGE"):
+        from gridq.worker import celery_cli
 
-
-def _pop_app(args: list[str]) -> tuple[str | None, list[str]]:
-    out: list[str] = []
-    app_path: str | None = None
-    it = iter(args)
-    for a in it:
-        if a in ("-A", "--app"):
-            app_path = next(it, None)
-        elif a.startswith("--app="):
-            app_path = a.split("=", 1)[1]
-        elif a.startswith("-A") and len(a) > 2:
-            app_path = a[2:]
-        else:
-            out.append(a)
-    return app_path, out
-
-
-def build_argv(args: list[str], app: Any, env: dict[str, str] | os._Environ[str]) -> list[str]:
-    """The ``celery worker`` argv: the user's flags, completed from the gridq environment.
-
-    Flag > environment (``GRIDQ_WORKER_POOL``, ``GRIDQ_WORKER_CONCURRENCY``,
-    ``INPUT_QUEUE``, ``INSTANCE_ID``) > the app's own configuration > pool ``threads``.
-    """
-    argv = list(args)
-    if "worker" not in argv:
-        argv.insert(0, "worker")
-    present, _ = _opt_value(argv, "-P", "--pool")
-    if not present:
-        env_pool = env.get("GRIDQ_WORKER_POOL", "").strip().lower()
-        if env_pool:
-            pool = _POOL_ALIASES.get(env_pool, env_pool)
-        elif "worker_pool" in getattr(app.conf, "changes", {}):
-            pool = str(app.conf.worker_pool)
-        else:
-            pool = "threads"
-        argv += ["--pool", pool]
-    present, _ = _opt_value(argv, "-c", "--concurrency")
-    conc = env.get("GRIDQ_WORKER_CONCURRENCY", "").strip()
-    if not present and conc:
-        argv += ["--concurrency", conc]
-    present, _ = _opt_value(argv, "-Q", "--queues")
-    queues = env.get("INPUT_QUEUE", "").strip()
-    if not present and queues:
-        argv += ["--queues", queues]
-    present, _ = _opt_value(argv, "-n", "--hostname")
-    instance = env.get("INSTANCE_ID", "").strip()
-    if not present and instance:
-        argv += ["--hostname", instance]
-    return argv
-
-
-def _multiproc_metrics_if_prefork(pool: str | None) -> None:
-    """Under prefork, let the children's metrics reach the endpoint (prometheus multiprocess mode).
-
-    Must run before prometheus_client is first imported: it picks its value store
-    (per-process files in PROMETHEUS_MULTIPROC_DIR) at import time.
-    """
-    if pool_name(pool) != "prefork" or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return
-    if "prometheus_client" in sys.modules:
-        return  # too late; on_after_setup warns
-    path = tempfile.mkdtemp(prefix="gridq-prom-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    atexit.register(shutil.rmtree, path, True)
-
-
-USAGE = (
-    "usage: python -m gridq.worker.celery -A MODULE[:APP] worker [celery worker options]\n"
-    "  broker URL from CELERY_BROKER_URL or INPUT_REDIS_URL (never on the command line)"
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m gridq.worker.celery -A proj.celery:app worker ...``: instrument, check, run."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("-h", "--help") and "worker" not in args:
-        print(USAGE)
-        return 0
-    app_path, rest = _pop_app(args)
-    app_path = app_path or os.environ.get("GRIDQ_CELERY_APP")
-    if not app_path:
-        print(f"gridq: error: no Celery app given (-A MODULE[:APP])\n{USAGE}", file=sys.stderr)
-        return EXIT_CONFIG
-    for opt in ("-b", "--broker"):
-        if _opt_value(rest, opt if opt == "-b" else None, "--broker")[0]:
-            print(
-                "gridq: error: the broker URL must come from CELERY_BROKER_URL or "
-                "INPUT_REDIS_URL, not the command line (ps would show its password)",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-
-    present, pool_flag = _opt_value(rest, "-P", "--pool")
-    env_pool = os.environ.get("GRIDQ_WORKER_POOL", "").strip().lower()
-    if present or env_pool:
-        _multiproc_metrics_if_prefork(
-            pool_flag if present else _POOL_ALIASES.get(env_pool, env_pool)
-        )
-
-    # Like the celery command: the current directory is importable.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        from celery.app.utils import find_app
-    except ImportError:
-        print(
-            "gridq: error: Celery is not installed (pip install 'celery[redis]')", file=sys.stderr
-        )
-        return EXIT_CONFIG
-    try:
-        app = find_app(app_path)
-    except Exception as exc:
-        print(f"gridq: error: cannot load Celery app {app_path!r}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-
-    if not os.environ.get("CELERY_BROKER_URL") and os.environ.get("INPUT_REDIS_URL"):
-        app.conf.broker_url = os.environ["INPUT_REDIS_URL"]
-
-    final = build_argv(rest, app, os.environ)
-    _multiproc_metrics_if_prefork(_opt_value(final, "-P", "--pool")[1])
-    install(app)
-    code = app.start(argv=final)
-    return int(code or 0)
+        return getattr(celery_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
-    # Run the canonical module, not this __main__ copy: a user module that calls
+    # Run the canonical modules, not this __main__ copy: a user module that calls
     # install() imports gridq.worker.celery and must find the same state.
-    from gridq.worker.celery import main as _main
+    from gridq.worker.celery_cli import main as _main
 
     sys.exit(_main())

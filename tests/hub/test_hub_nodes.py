@@ -122,8 +122,20 @@ def test_constant_time_compare_is_used(client: TestClient, monkeypatch: pytest.M
     calls.clear()
     nid, secret = register(client)
     calls.clear()
-    heartbeat(client, nid, secret)
+    # Node calls: `leave` (and resuming at registration) compare in Python; a heartbeat
+    # compares inside its Lua script (auth and write in one round trip), without an
+    # early exit: every byte of the hash is XORed in.
+    assert (
+        client.post(f"/api/node/{nid}/leave", headers={"Authorization": "Bearer x"}).status_code
+        == 401
+    )
     assert calls
+    assert "bit.bxor" in store_mod._HEARTBEAT and "return {0}" in store_mod._HEARTBEAT
+    assert heartbeat(client, nid, secret).status_code == 200
+    # Only the exact secret passes, whichever byte differs.
+    for i in (0, 20, 42):
+        bad = secret[:i] + ("A" if secret[i] != "A" else "B") + secret[i + 1 :]
+        assert heartbeat(client, nid, bad).status_code == 401
 
 
 def test_resume_and_no_takeover(client: TestClient) -> None:

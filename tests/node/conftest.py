@@ -81,6 +81,13 @@ def worker_image(docker_client: Any) -> str:
     return "gridq-worker:test"
 
 
+@pytest.fixture(scope="session")
+def celery_image(docker_client: Any) -> str:
+    """gridq-worker:test + celery[redis] + tests/celery/gridq_celery_proj.py in /app."""
+    _build("celery")
+    return "gridq-celery:test"
+
+
 def remove_agent_containers(docker_client: Any, agent_id: str) -> None:
     for c in docker_client.containers.list(
         all=True, sparse=True, filters={"label": f"gridq.agent={agent_id}"}

@@ -1,0 +1,99 @@
+"""Secret audit: a full scenario (Redis with a password, hub, process-runtime node, worker,
+all real processes) with every secret set to a unique marker; then every log line, API
+response, /metrics page and CLI output is searched for the markers: zero hits. Worker
+environments (/proc/<pid>/environ) are where the Redis URL is meant to be, so not searched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+from node_helpers import GRIDQ, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_no_secret_anywhere(chaos: ModuleType, tmp_path: Path) -> None:
+    grid = chaos.Grid(tmp_path, redis_password=chaos.marker("zqR"), aof=False)
+    texts: dict[str, str] = {}
+    try:
+        grid.start_redis()
+        hub = grid.start_hub()
+        grid.add_agent(parallelism=2)
+        chaos.create_worker_task(grid, "audit", 1)
+        # A second task whose Redis password is wrong: error paths (diagnosis, doctor, logs).
+        wrong = grid.redis_url.replace(grid.redis_password, chaos.marker("zqW"))
+        chaos.create_worker_task(grid, "audit-bad", 1)
+        refused = hub.http.patch("/api/tasks/audit-bad", json={"input_redis": wrong})
+        assert refused.status_code == 422
+        texts["422 on a wrong password"] = refused.text
+        ok = hub.http.patch("/api/tasks/audit-bad?validate=false", json={"input_redis": wrong})
+        assert ok.status_code == 200, ok.text
+        wait_for(lambda: len(grid.worker_records()) >= 1, 60)
+        time.sleep(3)  # let the bad worker fail and be diagnosed
+        r = grid.conn()
+        r.lpush("audit-in", *[f"a{i}" for i in range(50)], b'{"gridq": 1, "id": 5}')
+        wait_for(lambda: r.llen("audit-out") >= 50 and r.llen("gridq:q:audit-in:dead") == 1, 30)
+        node_id = grid.agents[0].node_id()
+        secrets_ = {
+            "redis password": grid.redis_password,
+            "wrong redis password": wrong.split(":")[2].split("@")[0],
+            "admin token": grid.admin_token,
+            "node token": grid.node_token,
+            "node secret": str(grid.agents[0].identity["secret"]),
+        }
+        wait_for(lambda: any(i.get("metrics_url") for i in hub.instances(node_id)), 30)
+        for path in [
+            "/api/tasks", "/api/tasks/audit", "/api/tasks/audit-bad", "/api/nodes",
+            f"/api/nodes/{node_id}", "/api/events", "/api/doctor", "/api/prometheus/targets",
+            "/metrics", "/health",
+        ]:  # fmt: skip
+            resp = hub.http.get(path, timeout=30)
+            assert resp.status_code == 200, (path, resp.text)
+            texts[f"GET {path}"] = resp.text
+        # Refusals carry no secret either (e.g. echoing a wrong token back).
+        resp = httpx.get(
+            hub.url + "/api/tasks", headers={"Authorization": f"Bearer {grid.node_token}"}
+        )
+        texts["refusal"] = resp.text
+        for inst in hub.instances(node_id):
+            if inst.get("metrics_url") and inst["state"] == "running":
+                texts[f"worker {inst['instance_id']} /metrics"] = httpx.get(
+                    inst["metrics_url"]
+                ).text
+        assert any(k.startswith("worker ") for k in texts), hub.instances(node_id)
+        node_metrics = f"http://127.0.0.1:{grid.node_metrics_ports[0]}"
+        texts["node /metrics"] = httpx.get(node_metrics + "/metrics").text
+        texts["node /health"] = httpx.get(node_metrics + "/health").text
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDQ_")}
+        env.update(GRIDQ_HUB_URL=hub.url, GRIDQ_HUB_TOKEN=grid.admin_token)
+        for cmd in (
+            ["status", "--json"], ["task", "list", "--json"], ["doctor", "--json"],
+            ["status"], ["doctor"], ["doctor", "--task", "audit-bad"],
+        ):  # fmt: skip
+            p = subprocess.run([GRIDQ, *cmd], env=env, capture_output=True, text=True, timeout=60)
+            texts["gridq " + " ".join(cmd)] = p.stdout + p.stderr
+        assert json.loads(texts["gridq status --json"])["tasks"]
+    finally:
+        grid.close()
+    # Logs last: they include the shutdown.
+    texts["hub log"] = (tmp_path / "hub.log").read_text(errors="replace")
+    texts["node log"] = grid.agents[0].log_path.read_text(errors="replace")
+    for name, text in grid.worker_logs().items():
+        texts[f"worker log {name}"] = text
+    assert "Redis" in texts["hub log"] + texts["node log"]  # the logs are not empty
+    hits = [
+        (what, where)
+        for what, value in secrets_.items()
+        for where, text in texts.items()
+        if value in text
+    ]
+    assert not hits, hits
+    print(f"searched {len(texts)} texts ({sum(map(len, texts.values()))} chars): 0 hits")

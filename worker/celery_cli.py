@@ -1,0 +1,171 @@
+"""The zero-code entry point: ``python -m gridq.worker.celery`` and ``gridq celery``.
+
+::
+
+    python -m gridq.worker.celery -A proj.celery:app worker -Q q1,q2 --pool threads -c 8 --hostname INSTANCE_ID
+
+What the node runs for a task of kind ``celery`` (``gridq celery worker``, with the app in
+``GRIDQ_CELERY_APP`` and the queues in ``INPUT_QUEUE``): loads the app, completes the
+``celery worker`` command line from the gridq environment (``build_argv``), installs the
+instrumentation of gridq.worker.celery and runs the worker. The broker URL comes only from
+the environment (``CELERY_BROKER_URL``, else ``INPUT_REDIS_URL``), never from the command
+line, where ``ps`` would show it.
+
+Importing this module does not import Celery; ``main()`` does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from gridq.worker.celery import EXIT_CONFIG, install
+from gridq.worker.celery_checks import pool_name
+
+__all__ = ["USAGE", "build_argv", "main"]
+
+_POOL_ALIASES = {"threads": "threads", "processes": "prefork", "prefork": "prefork", "solo": "solo"}
+
+
+def _opt_value(args: list[str], short: str | None, long: str) -> tuple[bool, str | None]:
+    """Whether an option is present in ``args`` and its value (``-Px``, ``-P x``, ``--pool=x``)."""
+    for i, a in enumerate(args):
+        if a == long or (short and a == short):
+            return True, args[i + 1] if i + 1 < len(args) else None
+        if a.startswith(long + "="):
+            return True, a.split("=", 1)[1]
+        if short and a.startswith(short) and len(a) > len(short) and not a.startswith("--"):
+            return True, a[len(short) :]
+    return False, None
+
+
+def _pop_app(args: list[str]) -> tuple[str | None, list[str]]:
+    out: list[str] = []
+    app_path: str | None = None
+    it = iter(args)
+    for a in it:
+        if a in ("-A", "--app"):
+            app_path = next(it, None)
+        elif a.startswith("--app="):
+            app_path = a.split("=", 1)[1]
+        elif a.startswith("-A") and len(a) > 2:
+            app_path = a[2:]
+        else:
+            out.append(a)
+    return app_path, out
+
+
+def build_argv(args: list[str], app: Any, env: dict[str, str] | os._Environ[str]) -> list[str]:
+    """The ``celery worker`` argv: the user's flags, completed from the gridq environment.
+
+    Flag > environment (``GRIDQ_WORKER_POOL``, ``GRIDQ_WORKER_CONCURRENCY``,
+    ``INPUT_QUEUE``, ``INSTANCE_ID``) > the app's own configuration > pool ``threads``.
+    """
+    argv = list(args)
+    if "worker" not in argv:
+        argv.insert(0, "worker")
+    present, _ = _opt_value(argv, "-P", "--pool")
+    if not present:
+        env_pool = env.get("GRIDQ_WORKER_POOL", "").strip().lower()
+        if env_pool:
+            pool = _POOL_ALIASES.get(env_pool, env_pool)
+        elif "worker_pool" in getattr(app.conf, "changes", {}):
+            pool = str(app.conf.worker_pool)
+        else:
+            pool = "threads"
+        argv += ["--pool", pool]
+    present, _ = _opt_value(argv, "-c", "--concurrency")
+    conc = env.get("GRIDQ_WORKER_CONCURRENCY", "").strip()
+    if not present and conc:
+        argv += ["--concurrency", conc]
+    present, _ = _opt_value(argv, "-Q", "--queues")
+    queues = env.get("INPUT_QUEUE", "").strip()
+    if not present and queues:
+        argv += ["--queues", queues]
+    present, _ = _opt_value(argv, "-n", "--hostname")
+    instance = env.get("INSTANCE_ID", "").strip()
+    if not present and instance:
+        argv += ["--hostname", instance]
+    return argv
+
+
+def _multiproc_metrics_if_prefork(pool: str | None) -> None:
+    """Under prefork, let the children's metrics reach the endpoint (prometheus multiprocess mode).
+
+    Must run before prometheus_client is first imported: it picks its value store
+    (per-process files in PROMETHEUS_MULTIPROC_DIR) at import time.
+    """
+    if pool_name(pool) != "prefork" or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    if "prometheus_client" in sys.modules:
+        return  # too late; on_after_setup warns
+    path = tempfile.mkdtemp(prefix="gridq-prom-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    atexit.register(shutil.rmtree, path, True)
+
+
+USAGE = (
+    "usage: python -m gridq.worker.celery -A MODULE[:APP] worker [celery worker options]\n"
+    "  broker URL from CELERY_BROKER_URL or INPUT_REDIS_URL (never on the command line)"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gridq.worker.celery -A proj.celery:app worker ...``: instrument, check, run."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help") and "worker" not in args:
+        print(USAGE)
+        return 0
+    app_path, rest = _pop_app(args)
+    app_path = app_path or os.environ.get("GRIDQ_CELERY_APP")
+    if not app_path:
+        print(f"gridq: error: no Celery app given (-A MODULE[:APP])\n{USAGE}", file=sys.stderr)
+        return EXIT_CONFIG
+    for opt in ("-b", "--broker"):
+        if _opt_value(rest, opt if opt == "-b" else None, "--broker")[0]:
+            print(
+                "gridq: error: the broker URL must come from CELERY_BROKER_URL or "
+                "INPUT_REDIS_URL, not the command line (ps would show its password)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+
+    present, pool_flag = _opt_value(rest, "-P", "--pool")
+    env_pool = os.environ.get("GRIDQ_WORKER_POOL", "").strip().lower()
+    if present or env_pool:
+        _multiproc_metrics_if_prefork(
+            pool_flag if present else _POOL_ALIASES.get(env_pool, env_pool)
+        )
+
+    # Like the celery command: the current directory is importable.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        from celery.app.utils import find_app
+    except ImportError:
+        print(
+            "gridq: error: Celery is not installed (pip install 'celery[redis]')", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    try:
+        app = find_app(app_path)
+    except Exception as exc:
+        print(f"gridq: error: cannot load Celery app {app_path!r}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    if not os.environ.get("CELERY_BROKER_URL") and os.environ.get("INPUT_REDIS_URL"):
+        app.conf.broker_url = os.environ["INPUT_REDIS_URL"]
+
+    final = build_argv(rest, app, os.environ)
+    _multiproc_metrics_if_prefork(_opt_value(final, "-P", "--pool")[1])
+    install(app)
+    code = app.start(argv=final)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
