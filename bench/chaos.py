@@ -615,7 +615,16 @@ class PartitionReport:
     worker_up_lines: dict[str, int] = field(default_factory=dict)
     node_down_lines: list[int] = field(default_factory=list)
     node_up_lines: list[int] = field(default_factory=list)
-    restarts: int = 0
+    hub_down_lines: int = 0
+    hub_up_lines: int = 0
+    # Worker instances (instance id -> pid) just before the outage and once drained: the
+    # same processes must still be the ones running.
+    instances_before: dict[str, int] = field(default_factory=dict)
+    instances_after: dict[str, int] = field(default_factory=dict)
+    # Node log lines from the outage on: a worker stopped or started by the node.
+    node_stops: int = 0
+    node_starts: int = 0
+    restarts: int = 0  # instances before the outage that no longer run
     wall_s: float = 0.0
 
 
@@ -623,10 +632,22 @@ WORKER_DOWN = "Redis trouble:"
 WORKER_UP = "Redis is reachable again"
 NODE_DOWN = "retrying with backoff, workers keep running"
 NODE_UP = "hub reachable again"
+HUB_DOWN = "hub Redis unreachable:"
+HUB_UP = "hub Redis reachable again"
+
+
+def _instances(grid: Grid) -> dict[str, int]:
+    return {str(x["instance_id"]): int(x["pid"]) for x in grid.worker_records()}
 
 
 def run_partition(
-    tmp: Path, *, jobs: int = 1500, rate: float = 100.0, outage: float = 8.0, out: Any = print
+    tmp: Path,
+    *,
+    jobs: int = 1500,
+    rate: float = 100.0,
+    outage: float = 8.0,
+    lease: float = 2.0,
+    out: Any = print,
 ) -> PartitionReport:
     """Redis unreachable for ``outage`` s mid-run (stop, restart on the same port)."""
     grid = Grid(tmp)
@@ -636,27 +657,36 @@ def run_partition(
         grid.start_redis()
         grid.start_hub()
         grid.add_agent(parallelism=2)
-        create_worker_task(grid, "chaos", 2, lease=2.0)
+        create_worker_task(grid, "chaos", 2, lease=lease)
         wait_for(lambda: len(grid.worker_records()) == 2, 60)
-        pids_before = {int(x["pid"]) for x in grid.worker_records()}
         r = grid.conn()
         t0 = time.monotonic()
         prod = Producer(grid, queue, jobs, rate)
         prod.start()
         time.sleep(jobs / rate * 0.4)
+        rep.instances_before = _instances(grid)
+        node_log_at_outage = len(grid.agents[0].log_path.read_bytes())
         grid.stop_redis()
         time.sleep(outage)
         grid.start_redis_again()
         prod.join(jobs / rate + outage + 60)
         wait_for(lambda: len(set(r.lrange("chaos-out", 0, -1))) >= len(prod.confirmed), 90, 0.5)
-        # One heartbeat more so the "back" lines are written.
-        time.sleep(2 * grid.node_interval + 1)
+        # Until the node has heartbeated again (its "back" line), plus a few intervals: a
+        # node that wrongly lost its assignments would stop and replace its workers now.
+        wait_for(lambda: NODE_UP in grid.agents[0].log_path.read_text(errors="replace"), 60, 0.2)
+        time.sleep(6 * grid.node_interval + 1)
         rep.wall_s = time.monotonic() - t0
+        rep.instances_after = _instances(grid)
+        since = grid.agents[0].log_path.read_bytes()[node_log_at_outage:].decode(errors="replace")
+        rep.node_stops = since.count("INFO gridq.node: stopping ")
+        rep.node_starts = since.count("INFO gridq.node: started ")
+        hub_log = (tmp / "hub.log").read_text(errors="replace")
+        rep.hub_down_lines, rep.hub_up_lines = hub_log.count(HUB_DOWN), hub_log.count(HUB_UP)
         results = r.lrange("chaos-out", 0, -1)
         rep.lost = len(set(prod.confirmed) - set(results))
         rep.duplicates = len(results) - len(set(results))
         rep.dead = int(r.llen(f"gridq:q:{queue}:dead"))
-        rep.restarts = len(pids_before - {int(x["pid"]) for x in grid.worker_records()})
+        rep.restarts = len(set(rep.instances_before.items()) - set(rep.instances_after.items()))
         for name, text in grid.worker_logs().items():
             rep.worker_down_lines[name] = text.count(WORKER_DOWN)
             rep.worker_up_lines[name] = text.count(WORKER_UP)
@@ -665,9 +695,12 @@ def run_partition(
         rep.node_up_lines.append(node_log.count(NODE_UP))
         out(
             f"partition: {jobs} jobs, Redis down {outage:.0f} s: lost {rep.lost}, "
-            f"duplicates {rep.duplicates}, dead {rep.dead}, workers restarted {rep.restarts}, "
+            f"duplicates {rep.duplicates}, dead {rep.dead}, workers restarted {rep.restarts} "
+            f"(instances before {rep.instances_before}, after {rep.instances_after}; node "
+            f"stopped {rep.node_stops}, started {rep.node_starts}), "
             f"worker outage lines {rep.worker_down_lines} / back {rep.worker_up_lines}, "
             f"node outage lines {rep.node_down_lines} / back {rep.node_up_lines}, "
+            f"hub outage lines {rep.hub_down_lines} / back {rep.hub_up_lines}, "
             f"wall {rep.wall_s:.1f} s"
         )
         return rep
@@ -901,9 +934,13 @@ def main(argv: list[str] | None = None) -> int:
             if rep.duplicates > rep.dup_bound:
                 failures.append(f"kills: {rep.duplicates} duplicates > bound {rep.dup_bound}")
         if a.scenario in ("all", "partition"):
-            prep = run_partition(base / "partition", outage=a.outage, jobs=3000, rate=100)
+            prep = run_partition(
+                base / "partition", outage=a.outage, lease=a.lease, jobs=3000, rate=100
+            )
             if prep.lost or prep.dead:
                 failures.append(f"partition: lost {prep.lost}, dead {prep.dead}")
+            if prep.instances_after != prep.instances_before:
+                failures.append(f"partition: {prep.restarts} worker(s) replaced, not ridden out")
         if a.scenario in ("all", "longjobs"):
             runs = run_long_jobs(base / "long", jobs=8, lease=a.lease)
             if any(v != 1 for v in runs.values()) or len(runs) != 8:

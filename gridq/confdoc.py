@@ -12,6 +12,8 @@ import click
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from gridq.settings import secret_env
+
 # (title, settings class, click command) for each part.
 PARTS: list[tuple[str, str, str]] = [
     ("gridq hub", "gridq.hub.config:HubSettings", "gridq.cli.hub_cmd:hub"),
@@ -78,6 +80,11 @@ def render() -> str:
         "default. In a TOML file, put each part's keys under its table (`[hub]`, `[node]`,",
         "`[worker]`) or at the top level. Unknown keys are an error at start-up.",
         "",
+        "Secret settings (tokens, passwords, Redis URLs) also take `<VAR>_FILE`, as the",
+        "official Docker images do: the value is the named file's content without its",
+        "trailing newline (Docker/Compose/Kubernetes secrets, systemd credentials). Setting",
+        "both `VAR` and `VAR_FILE` is an error, as is a file that cannot be read.",
+        "",
     ]
     for title, settings_ref, cmd_ref in PARTS:
         try:
@@ -95,8 +102,12 @@ def render() -> str:
             pairs = ", ".join(f"`{k}` → `{v}`" for k, v in sorted(aliases.items()))
             lines += [f"Also accepted in TOML (compatibility): {pairs}.", ""]
         lines += ["| TOML key | environment | flag | default | meaning |", "|---|---|---|---|---|"]
+        secret = secret_env(cls)
         for name, field in cls.model_fields.items():
-            env = ", ".join(f"`{e}`" for e in _env_names(cls, name, field))
+            names = _env_names(cls, name, field)
+            if name in secret:
+                names.append(f"{secret[name]}_FILE")
+            env = ", ".join(f"`{e}`" for e in names)
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
             lines.append(
                 f"| `{name}` | {env} | {flags.get(name, '—')} | {_default(field)} | {desc} |"

@@ -5,7 +5,8 @@ other. docs/node-protocol.md describes the exchange:
 
 1. ``POST /api/node/register`` with ``Authorization: Bearer <GRIDQ_NODE_TOKEN>`` and a
    RegisterRequest (``node_id`` set when the node resumes an identity it holds the
-   secret of) -> RegisterResponse (hub-chosen ``node_id`` and a per-node ``secret``).
+   secret of) -> RegisterResponse (hub-chosen ``node_id`` and a per-node ``secret``;
+   with ``?assignments=true`` also the node's assignments, as a heartbeat answer).
 2. ``POST /api/node/{node_id}/heartbeat`` with ``Authorization: Bearer <secret>`` and a
    Heartbeat -> HeartbeatResponse: the desired assignments and stop requests.
    401 = unknown node or wrong secret, 410 = the node was deleted: register again.
@@ -45,12 +46,6 @@ class RegisterRequest(_Model):
     # id when the secret matches, so no node can take over another's identity.
     node_id: str | None = None
     secret: str | None = None
-
-
-class RegisterResponse(_Model):
-    node_id: str
-    secret: str
-    heartbeat_interval: float
 
 
 InstanceState = Literal["starting", "running", "exited", "crashloop", "stopping", "failed"]
@@ -105,7 +100,29 @@ class Assignment(_Model):
     spec: WorkerSpec
 
 
-class HeartbeatResponse(_Model):
+class _Answer(BaseModel):
+    # Answers are read by nodes: a node ignores top-level fields a newer hub adds, so the
+    # hub can grow its answers without breaking older agents. (Requests stay strict.)
+    model_config = ConfigDict(extra="ignore")
+
+
+class RegisterResponse(_Answer):
+    node_id: str
+    secret: str
+    heartbeat_interval: float
+    # Only when the node asks (POST /api/node/register?assignments=true): agents from
+    # before these fields validated answers strictly and would reject them.
+    assignments: list[Assignment] | None = Field(
+        default=None,
+        description="the node's assignments, as a heartbeat answer carries them "
+        "(only with ?assignments=true): the node can start workers at once",
+    )
+    spec_version: int | None = Field(
+        default=None, description="as in the heartbeat answer (only with ?assignments=true)"
+    )
+
+
+class HeartbeatResponse(_Answer):
     node_id: str
     spec_version: int
     assignments: list[Assignment] = Field(default_factory=list)

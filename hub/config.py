@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from typing import ClassVar, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from gridq.errors import ConfigError
@@ -38,6 +39,8 @@ class HubSettings(GridqSettings):
 
     # One variable for both sides: the node reads GRIDQ_NODE_TOKEN too.
     env_extra: ClassVar[dict[str, str]] = {"node_token": "GRIDQ_NODE_TOKEN"}
+    # The URL may carry the password: GRIDQ_HUB_REDIS_URL_FILE works too.
+    secret_fields: ClassVar[tuple[str, ...]] = ("redis_url",)
 
     model_config = SettingsConfigDict(
         env_prefix="GRIDQ_HUB_", extra="forbid", populate_by_name=True
@@ -51,6 +54,11 @@ class HubSettings(GridqSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         description="Redis that holds the hub's state (GRIDQ_HUB_REDIS_URL)",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="password put into redis_url (which then must not carry one): lets a"
+        " secret file hold only the password while the URL stays plain configuration",
     )
     token: SecretStr | None = Field(
         default=None,
@@ -105,6 +113,13 @@ class HubSettings(GridqSettings):
     def _url(cls, v: str) -> str:
         return validate_url(v)
 
+    @model_validator(mode="after")
+    def _merge_password(self) -> HubSettings:
+        pw = self.redis_password.get_secret_value() if self.redis_password else ""
+        if pw:
+            self.redis_url = with_password(self.redis_url, pw)
+        return self
+
     @field_validator("bind")
     @classmethod
     def _bind(cls, v: str) -> str:
@@ -120,6 +135,24 @@ class HubSettings(GridqSettings):
 
     def join_token(self) -> str | None:
         return self.node_token.get_secret_value() if self.node_token else None
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in its userinfo (percent-encoded; the user name kept).
+
+    A URL that already has a password is refused: two sources for one secret mean one
+    of them is stale. The message never contains either value."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, old = userinfo.partition(":")
+    # redis-py reads a lone userinfo (redis://x@host) as the password.
+    if old or (at and user and not colon):
+        raise ValueError(
+            "redis_url already carries a password; give it there or in redis_password"
+            " (GRIDQ_HUB_REDIS_PASSWORD[_FILE]), not both"
+        )
+    netloc = f"{user}:{quote(password, safe='')}@{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def split_bind(bind: str) -> tuple[str, int]:

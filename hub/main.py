@@ -1,6 +1,6 @@
 """The hub application: ``create_app(settings)`` builds the FastAPI app.
 
-State lives in Redis (see store.py), so any number of apps built here — after a
+State lives in Redis (see store/), so any number of apps built here — after a
 restart, or as replicas — share one grid.
 """
 
@@ -25,6 +25,7 @@ from gridq.redisurl import mask_text
 
 from .config import HubSettings, check_tokens
 from .fastpath import HEARTBEAT_ROUTE, HeartbeatFastPath
+from .outage import RedisOutage
 from .routes import doctor as doctor_routes
 from .routes import events, health, metrics, node_api, nodes, prometheus_sd, tasks
 from .store import Store
@@ -83,7 +84,7 @@ class LatencyMiddleware:
             )
 
 
-async def _periodic(store: Store, interval: float) -> None:
+async def _periodic(store: Store, interval: float, outage: RedisOutage) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
@@ -91,7 +92,10 @@ async def _periodic(store: Store, interval: float) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # keep the loop alive through a Redis outage
-            log.warning("periodic scheduling pass failed: %s", mask_text(str(exc)))
+            if not outage.failed(exc):
+                log.warning("periodic scheduling pass failed: %s", mask_text(str(exc)))
+        else:
+            outage.ok()
 
 
 def create_app(settings: HubSettings | None = None, *, background: bool = True) -> FastAPI:
@@ -104,11 +108,15 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
         log.warning("!!! %s", warning)
 
     store = Store(settings)
+    # A hub that was down heard no heartbeats either: judge nodes only on the silence
+    # since it started, or its first pass would take every node's workers away.
+    store.listening_since = time.time()
+    outage = RedisOutage(store, settings.offline_after)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = (
-            asyncio.create_task(_periodic(store, settings.schedule_interval))
+            asyncio.create_task(_periodic(store, settings.schedule_interval, outage))
             if background
             else None
         )
@@ -134,6 +142,7 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.redis_outage = outage
     registry = CollectorRegistry()
     app.state.registry = registry
     app.state.latency = Histogram(
@@ -150,9 +159,14 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
 
     @app.exception_handler(redis.RedisError)
     async def _redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
-        log.error(
-            "hub Redis error on %s %s: %s", request.method, request.url.path, mask_text(str(exc))
-        )
+        # An outage is logged once (hub/outage.py); other Redis errors once per request.
+        if not outage.failed(exc):
+            log.error(
+                "hub Redis error on %s %s: %s",
+                request.method,
+                request.url.path,
+                mask_text(str(exc)),
+            )
         return JSONResponse(
             status_code=503, content={"detail": "the hub's Redis is unavailable; try again"}
         )

@@ -396,6 +396,10 @@ class NodeOut(BaseModel):
     parallelism: int
     container_memory_mb: int
     version: str
+    metrics_url: str | None = Field(
+        default=None,
+        description="the node agent's own Prometheus endpoint, as the node last reported it",
+    )
     registered_at: float | None
     last_seen: float | None
     seconds_since_heartbeat: float | None

@@ -38,7 +38,11 @@ from gridq.redisurl import mask_text
 log = logging.getLogger("gridq.node")
 
 DEFAULT_INTERVAL = 5.0
-MAX_BACKOFF = 30.0
+# While the hub fails, heartbeats are retried every RETRY_FACTOR intervals: inside the
+# hub's offline window (3 intervals, counted from when the hub itself could hear again:
+# hub/outage.py), so an outage of the hub or of its Redis never gets this node declared
+# offline and its workers replaced. Load on a failing hub stays below the normal rate.
+RETRY_FACTOR = 2.0
 
 
 def make_runtime(
@@ -142,7 +146,7 @@ class Agent:
             self.settings.heartbeat_interval or self.client.heartbeat_interval or DEFAULT_INTERVAL
         )
         if self._hub_failures:
-            return min(base * 2 ** min(self._hub_failures, 6), max(MAX_BACKOFF, base))
+            return base * RETRY_FACTOR
         return base
 
     def _health_ok(self) -> tuple[bool, dict[str, Any]]:
@@ -217,6 +221,10 @@ class Agent:
         if not self._registered_once:
             self.reconciler.hold_until = time.monotonic() + max(1.0, 3 * self.interval())
         self._registered_once = True
+        if self.client.answered_by_register:
+            # Answered by the registration: reconcile (start workers) now, and report the
+            # instances with a heartbeat right after instead of one interval later.
+            self._last_hb = 0.0
         self.metrics.heartbeats.labels("ok").inc()
         self.metrics.hub_up.set(1)
         if self._hub_down_since is not None:
@@ -251,6 +259,7 @@ class Agent:
         for _round in range(5):
             timeout = 0.0 if self.killed.is_set() else self.settings.stop_timeout
             asked = self.reconciler.stop_all(timeout)
+            was_busy = self.reconciler.busy()
             while self.reconciler.busy():
                 if self.killed.is_set():
                     self.reconciler.kill_all()
@@ -260,8 +269,9 @@ class Agent:
                     deadline_hb = time.monotonic() + self.interval()
                 self._wake.wait(0.1)
                 self._wake.clear()
-            # A start that was in flight when the drain began shows up only now.
-            if not asked and not self.reconciler.busy():
+            # A start that was in flight when the drain began shows up only now: go
+            # round again until a round found nothing to stop and nothing in flight.
+            if not asked and not was_busy:
                 break
         try:
             self.client.leave()

@@ -80,10 +80,11 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gridq-act")
         self._lock = threading.RLock()
         self.pending: dict[str, _Pending] = {}
-        # (instance id, handle) of exited instances already collected: list() runs outside
-        # the lock, so a snapshot taken just before a collect finished still shows the
-        # instance, and collecting it twice would count one crash as two.
-        self._collected: set[tuple[str, str]] = set()
+        # Counts finished actions. list() runs outside the lock: a snapshot taken while
+        # an action finished may miss a just-started instance (and start it twice) or
+        # still show a just-collected one (and count one crash as two). A pass acts only
+        # on a snapshot during which no action finished.
+        self._done = 0
         self.slots: dict[tuple[str, int], Slot] = {}
         self.observed: list[Observed] = []
         self.runtime_error: str | None = None
@@ -99,19 +100,26 @@ class Reconciler:
 
     def reconcile(self, desired: list[Assignment], node_id: str) -> None:
         t0 = time.perf_counter()
-        try:
-            observed = self.runtime.list()
-            self.runtime_error = None
-        except Exception as exc:
-            # The engine is down or restarting: act on nothing rather than on a guess.
-            self.runtime_error = mask_text(f"{self.runtime.name} runtime unavailable: {exc}")
-            log.warning("%s", self.runtime_error)
-            return
+        for _attempt in range(5):
+            done = self._done
+            try:
+                observed = self.runtime.list()
+                self.runtime_error = None
+            except Exception as exc:
+                # The engine is down or restarting: act on nothing rather than on a guess.
+                self.runtime_error = mask_text(f"{self.runtime.name} runtime unavailable: {exc}")
+                log.warning("%s", self.runtime_error)
+                return
+            self._lock.acquire()
+            if self._done == done:
+                break  # consistent: no action finished while we listed (lock held)
+            self._lock.release()
+        else:
+            return  # actions keep finishing; each one wakes the loop for another pass
         now = time.monotonic()
-        with self._lock:
+        try:
             self.node_id = node_id
             self.observed = observed
-            self._collected &= {(o.instance_id, o.handle) for o in observed}
             want = {a.task: a for a in desired if a.replicas >= 0}
             by_task: dict[str, list[Observed]] = {}
             for o in observed:
@@ -127,6 +135,8 @@ class Reconciler:
             for task, a in want.items():
                 self._reconcile_task(a, by_task.get(task, []), node_id, now)
             self._update_metrics()
+        finally:
+            self._lock.release()
         self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
 
     def _reconcile_task(
@@ -148,8 +158,7 @@ class Reconciler:
                 self._stop(o)
             elif o.state == "exited":
                 # Still counts: it restarts on the same index after its backoff.
-                if (o.instance_id, o.handle) not in self._collected:
-                    self._collect(o)
+                self._collect(o)
                 active.add(o.index)
             else:
                 healthy[o.index] = o
@@ -224,6 +233,7 @@ class Reconciler:
             finally:
                 with self._lock:
                     self.pending.pop(iid, None)
+                    self._done += 1
                 self.wake()
 
         fut = self.pool.submit(run)
@@ -280,7 +290,6 @@ class Reconciler:
             diagnosis = self.runtime.collect(o)
             log.warning("%s %s", o.instance_id, diagnosis)
             with self._lock:
-                self._collected.add((o.instance_id, o.handle))
                 if slot is not None:
                     ran = time.monotonic() - slot.started if slot.started else 0.0
                     if ran >= self.settings.healthy_after:

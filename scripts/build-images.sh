@@ -133,7 +133,10 @@ if ((WITH_TEST)); then
 FROM gridq-worker:$TAG AS bins
 FROM $BASE_IMAGE
 COPY --from=bins /opt/gridq/bin/redis-server /opt/gridq/bin/redis-cli /usr/local/bin/
-RUN mkdir -p /data
+# The compose file hands over to the official image's entrypoint by name (it reads the
+# password from a secret first); here a stand-in that just runs the command.
+RUN printf '#!/bin/sh\\nexec "\$@"\\n' >/usr/local/bin/docker-entrypoint.sh \\
+ && chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /data
 WORKDIR /data
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 EXPOSE 6379

@@ -210,3 +210,171 @@ def test_settings_aliases_and_extra_env(tmp_path: Path, monkeypatch: pytest.Monk
     assert (load(Demo, cfg).hub_url, load(Demo, cfg).shared) == ("env", "env")
     assert load(Demo, cfg, hub_url="flag", shared="flag").hub_url == "flag"
     assert load(Demo, cfg, shared="flag").shared == "flag"
+
+
+SECRET_VARS = (
+    "GRIDQ_HUB_TOKEN",
+    "GRIDQ_NODE_TOKEN",
+    "GRIDQ_HUB_NODE_TOKEN",
+    "GRIDQ_HUB_REDIS_URL",
+    "GRIDQ_HUB_REDIS_PASSWORD",
+    "INPUT_REDIS_URL",
+    "OUTPUT_REDIS_URL",
+    "GRIDQ_REDIS_URL",
+    "GRIDQ_CONFIG",
+)
+
+
+@pytest.fixture
+def clean_secret_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for var in SECRET_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(f"{var}_FILE", raising=False)
+    return monkeypatch
+
+
+def _secret_file(tmp_path: Path, name: str, value: str) -> Path:
+    p = tmp_path / name
+    p.write_text(value + "\n")  # as `echo value > file` writes it
+    return p
+
+
+def test_secret_settings_read_var_file(
+    tmp_path: Path, clean_secret_env: pytest.MonkeyPatch
+) -> None:
+    """<VAR>_FILE for every secret setting: the file's content, trailing newline stripped;
+    it ranks with the environment (over TOML, under a flag)."""
+    from gridq.hub.config import HubSettings
+    from gridq.node.config import NodeSettings
+    from gridq.worker.settings import WorkerSettings
+
+    from gridq.settings import load, secret_env
+
+    mp = clean_secret_env
+    assert secret_env(HubSettings) == {
+        "redis_url": "GRIDQ_HUB_REDIS_URL",
+        "redis_password": "GRIDQ_HUB_REDIS_PASSWORD",
+        "token": "GRIDQ_HUB_TOKEN",
+        "node_token": "GRIDQ_NODE_TOKEN",
+    }
+    assert secret_env(NodeSettings) == {"node_token": "GRIDQ_NODE_TOKEN"}
+    assert secret_env(WorkerSettings) == {
+        "input_url": "INPUT_REDIS_URL",
+        "output_url": "OUTPUT_REDIS_URL",
+    }
+    hub_tok, node_tok = "hubTokMarker-7f3a9c2e41", "nodeTokMarker-0b8d6e5f93"
+    url = "redis://:urlPwMarker@redis:6379/0"
+    mp.setenv("GRIDQ_HUB_TOKEN_FILE", str(_secret_file(tmp_path, "hub", hub_tok)))
+    mp.setenv("GRIDQ_NODE_TOKEN_FILE", str(_secret_file(tmp_path, "node", node_tok)))
+    mp.setenv("GRIDQ_HUB_REDIS_URL_FILE", str(_secret_file(tmp_path, "url", url)))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[hub]\ntoken = "from-toml-0123456789"\n[node]\ntoken = "from-toml-x"\n')
+    hub = load(HubSettings, cfg)
+    assert (hub.admin_token(), hub.join_token(), hub.redis_url) == (hub_tok, node_tok, url)
+    assert load(NodeSettings, cfg).token() == node_tok
+    assert load(HubSettings, cfg, redis_url="redis://flag:6379").redis_url == "redis://flag:6379"
+    # An empty variable next to its _FILE is "not set" (compose writes VAR= for unset).
+    mp.setenv("GRIDQ_HUB_TOKEN", "")
+    assert load(HubSettings).admin_token() == hub_tok
+    # The worker's URLs (outside the node, e.g. under systemd) take files too.
+    mp.setenv("INPUT_REDIS_URL_FILE", str(_secret_file(tmp_path, "in", url)))
+    w = load(WorkerSettings)
+    assert (w.input_url, w.output_url) == (url, url)
+
+
+def test_secret_var_and_file_both_set_is_an_error(
+    tmp_path: Path, clean_secret_env: pytest.MonkeyPatch
+) -> None:
+    from gridq.hub.config import HubSettings
+    from gridq.node.config import NodeSettings
+
+    from gridq.settings import env_secret, load
+
+    mp = clean_secret_env
+    in_env, in_file = "envTokMarker-5c1d2e3f4a", "fileTokMarker-9e8d7c6b5a"
+    mp.setenv("GRIDQ_NODE_TOKEN", in_env)
+    mp.setenv("GRIDQ_NODE_TOKEN_FILE", str(_secret_file(tmp_path, "node", in_file)))
+    for call in (lambda: load(HubSettings), lambda: load(NodeSettings)):
+        with pytest.raises(ConfigError) as e:
+            call()
+        msg = str(e.value)
+        assert "GRIDQ_NODE_TOKEN and GRIDQ_NODE_TOKEN_FILE" in msg
+        assert in_env not in msg and in_file not in msg
+    mp.setenv("GRIDQ_HUB_TOKEN", in_env)
+    mp.setenv("GRIDQ_HUB_TOKEN_FILE", str(tmp_path / "node"))
+    with pytest.raises(ConfigError, match="GRIDQ_HUB_TOKEN and GRIDQ_HUB_TOKEN_FILE"):
+        env_secret("GRIDQ_HUB_TOKEN")
+
+
+def test_secret_file_missing_or_unreadable_is_an_error(
+    tmp_path: Path, clean_secret_env: pytest.MonkeyPatch
+) -> None:
+    from gridq.hub.config import HubSettings
+
+    from gridq.settings import env_secret, load
+
+    mp = clean_secret_env
+    missing = tmp_path / "no-such-secret"
+    mp.setenv("GRIDQ_HUB_TOKEN_FILE", str(missing))
+    with pytest.raises(ConfigError) as e:
+        load(HubSettings)
+    assert "GRIDQ_HUB_TOKEN_FILE" in str(e.value) and str(missing) in str(e.value)
+    assert "No such file" in str(e.value)
+    # The secret itself put into the _FILE variable by mistake: not echoed.
+    mp.setenv("GRIDQ_HUB_TOKEN_FILE", "tokenNotAPathMarker0042")
+    with pytest.raises(ConfigError) as e:
+        load(HubSettings)
+    assert "GRIDQ_HUB_TOKEN_FILE" in str(e.value) and "NotAPathMarker" not in str(e.value)
+    # A folder (a compose secret mounted wrong) cannot be read either.
+    mp.setenv("GRIDQ_HUB_TOKEN_FILE", str(tmp_path))
+    with pytest.raises(ConfigError, match="GRIDQ_HUB_TOKEN_FILE: cannot read"):
+        load(HubSettings)
+    # Binary junk: named, not echoed.
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\xffjunkMarker\xfe")
+    mp.setenv("GRIDQ_REDIS_URL_FILE", str(junk))
+    with pytest.raises(ConfigError) as e:
+        env_secret("GRIDQ_REDIS_URL")
+    assert "GRIDQ_REDIS_URL_FILE" in str(e.value) and "junkMarker" not in str(e.value)
+
+
+def test_hub_redis_password_merges_into_the_url(
+    tmp_path: Path, clean_secret_env: pytest.MonkeyPatch
+) -> None:
+    """compose's way: a plain GRIDQ_HUB_REDIS_URL plus the password from a secret file."""
+    import redis as redis_py
+    from gridq.hub.config import HubSettings, with_password
+
+    from gridq.settings import load
+
+    mp = clean_secret_env
+    pw = "pw@with:odd/chars%"
+    mp.setenv("GRIDQ_HUB_REDIS_URL", "redis://redis:6379/0")
+    mp.setenv("GRIDQ_HUB_REDIS_PASSWORD_FILE", str(_secret_file(tmp_path, "pw", pw)))
+    url = load(HubSettings).redis_url
+    kw = redis_py.Redis.from_url(url).connection_pool.connection_kwargs
+    assert (kw["password"], kw["host"], kw["db"]) == (pw, "redis", 0)
+    assert redisurl.mask(url) == "redis://:***@redis:6379/0"
+    assert with_password("rediss://alice:@h:6380/1", "p") == "rediss://alice:p@h:6380/1"
+    # A lone userinfo may be read as the password (redisurl.mask treats it so): refused.
+    with pytest.raises(ValueError, match="already carries"):
+        with_password("redis://alice@h", "p")
+    # Two passwords: one of them is stale. Refused, neither one echoed.
+    mp.setenv("GRIDQ_HUB_REDIS_URL", "redis://:oldPwMarker@redis:6379/0")
+    with pytest.raises(ConfigError) as e:
+        load(HubSettings)
+    assert "already carries a password" in str(e.value)
+    assert "oldPwMarker" not in str(e.value) and pw not in str(e.value)
+
+
+def test_cli_reads_token_and_redis_url_files(
+    tmp_path: Path, clean_secret_env: pytest.MonkeyPatch
+) -> None:
+    from gridq.cli.common import hub_location, redis_location
+
+    mp = clean_secret_env
+    mp.setenv("GRIDQ_HUB_URL", "http://hub:8080")
+    mp.setenv("GRIDQ_HUB_TOKEN_FILE", str(_secret_file(tmp_path, "t", "cliTokMarker-1a2b3c")))
+    mp.setenv("GRIDQ_REDIS_URL_FILE", str(_secret_file(tmp_path, "u", "redis://:p@h:6379")))
+    assert hub_location() == ("http://hub:8080", "cliTokMarker-1a2b3c")
+    assert redis_location() == "redis://:p@h:6379"

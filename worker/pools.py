@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -313,6 +312,10 @@ class ProcessPool(Pool):
         self.import_path = app.import_path
         self.max_jobs = max_jobs_per_child
         self.max_rss_mb = max_rss_mb
+        # Imported here, not at the top: only this pool needs it, and the default
+        # (threads) worker idles without it (docs/benchmarks.md, idle memory).
+        import multiprocessing
+
         # spawn, not fork: the worker has threads and open Redis sockets by now.
         self._ctx = multiprocessing.get_context("spawn")
         self._q: SimpleQueue[Dispatch | None] = SimpleQueue()

@@ -27,6 +27,8 @@ def _env(name: str) -> Any:
 
 class WorkerSettings(GridqSettings):
     toml_section: ClassVar[str] = "worker"
+    # They carry the password: INPUT_REDIS_URL_FILE / OUTPUT_REDIS_URL_FILE work too.
+    secret_fields: ClassVar[tuple[str, ...]] = ("input_url", "output_url")
     # Short TOML keys: [worker] pool = "processes" rather than worker_pool.
     toml_aliases: ClassVar[dict[str, str]] = {
         "pool": "worker_pool",

@@ -89,9 +89,11 @@ def local_stack() -> dict[str, Any] | None:
 
 
 def hub_location(url: str | None = None, token: str | None = None) -> tuple[str, str]:
-    """Hub URL and admin token: flags, then GRIDQ_HUB_URL/GRIDQ_HUB_TOKEN, then the local stack."""
+    """Hub URL and admin token: flags, then GRIDQ_HUB_URL/GRIDQ_HUB_TOKEN[_FILE], then the local stack."""
+    from gridq.settings import env_secret  # pydantic: imported only when needed
+
     url = url or os.environ.get("GRIDQ_HUB_URL")
-    token = token or os.environ.get("GRIDQ_HUB_TOKEN")
+    token = token or env_secret("GRIDQ_HUB_TOKEN")
     if not (url and token):
         stack = local_stack()
         if stack:
@@ -108,8 +110,10 @@ _last_redis_url = ""
 
 
 def redis_location(url: str | None = None) -> str:
-    """Redis URL for queue commands: flag, GRIDQ_REDIS_URL, then the local stack's Redis."""
-    url = url or os.environ.get("GRIDQ_REDIS_URL")
+    """Redis URL for queue commands: flag, GRIDQ_REDIS_URL[_FILE], then the local stack's Redis."""
+    from gridq.settings import env_secret
+
+    url = url or env_secret("GRIDQ_REDIS_URL")
     if not url:
         stack = local_stack()
         url = stack.get("redis_url") if stack else None

@@ -12,9 +12,12 @@ from gridq.doctor.checks import Check
 
 
 def _hub(url: str | None, token: str | None) -> tuple[str | None, str | None]:
-    """Flags, then GRIDQ_HUB_URL / GRIDQ_HUB_TOKEN, then the local stack; never fails."""
+    """Flags, then GRIDQ_HUB_URL / GRIDQ_HUB_TOKEN[_FILE], then the local stack; fails
+    only on an unreadable or conflicting GRIDQ_HUB_TOKEN_FILE."""
+    from gridq.settings import env_secret
+
     url = url or os.environ.get("GRIDQ_HUB_URL")
-    token = token or os.environ.get("GRIDQ_HUB_TOKEN")
+    token = token or env_secret("GRIDQ_HUB_TOKEN")
     if not (url and token):
         stack = local_stack()
         if stack and (not url or url.rstrip("/") == str(stack.get("hub_url", "")).rstrip("/")):
@@ -24,8 +27,10 @@ def _hub(url: str | None, token: str | None) -> tuple[str | None, str | None]:
 
 
 def _redis_urls(flags: tuple[str, ...]) -> list[tuple[str, str]]:
+    from gridq.settings import env_secret
+
     out = [(u, "--redis-url") for u in flags]
-    env = os.environ.get("GRIDQ_REDIS_URL")
+    env = env_secret("GRIDQ_REDIS_URL")
     if env:
         out.append((env, "GRIDQ_REDIS_URL"))
     if not out:

@@ -52,6 +52,8 @@ def hub(
     Tokens come from the environment (never from flags, which show in `ps`):
       GRIDQ_HUB_TOKEN   admin API token
       GRIDQ_NODE_TOKEN  node join token
+    or from files: GRIDQ_HUB_TOKEN_FILE, GRIDQ_NODE_TOKEN_FILE (Docker secrets); the
+    same for GRIDQ_HUB_REDIS_URL_FILE or GRIDQ_HUB_REDIS_PASSWORD[_FILE].
     Other settings: GRIDQ_HUB_HEARTBEAT_INTERVAL, GRIDQ_HUB_NODE_OFFLINE_AFTER,
     GRIDQ_HUB_SCHEDULE_INTERVAL, GRIDQ_HUB_AUTO_ADVANCE, GRIDQ_HUB_VALIDATE_REDIS_TIMEOUT,
     GRIDQ_HUB_STATS_TIMEOUT, GRIDQ_HUB_PUBLIC_DOCS (or the same keys in [hub] of --config).

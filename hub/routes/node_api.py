@@ -6,8 +6,9 @@ Models are gridq.nodeproto's, shared with the node agent.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from gridq.nodeproto import (
     PROTOCOL_VERSION,
@@ -35,7 +36,17 @@ _AUTH = "unknown node or wrong secret: register again (POST /api/node/register)"
     summary="join the grid (node join token)",
     responses={401: {"description": "missing or wrong node join token"}},
 )
-async def register(req: RegisterRequest, store: StoreDep) -> RegisterResponse:
+async def register(
+    req: RegisterRequest,
+    store: StoreDep,
+    assignments: Annotated[
+        bool,
+        Query(
+            description="also answer with this node's assignments and spec_version, as a "
+            "heartbeat answer carries them, so the node starts its workers right away"
+        ),
+    ] = False,
+) -> Response:
     if req.protocol != PROTOCOL_VERSION:
         raise HTTPException(
             422,
@@ -50,9 +61,12 @@ async def register(req: RegisterRequest, store: StoreDep) -> RegisterResponse:
         req.info.arch,
         req.info.parallelism,
     )
-    # Place work now, so the first heartbeat already carries assignments.
+    # Place work now, so the answer (?assignments=true) or else the first heartbeat
+    # already carries assignments.
     await store.schedule()
-    return resp
+    return Response(
+        content=await store.register_answer(resp, assignments), media_type="application/json"
+    )
 
 
 @router.post(

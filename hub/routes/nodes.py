@@ -42,6 +42,7 @@ def node_out(v: NodeView) -> NodeOut:
         parallelism=info.parallelism,
         container_memory_mb=info.container_memory_mb,
         version=info.version,
+        metrics_url=info.metrics_url,
         registered_at=v.meta.get("registered_at"),
         last_seen=v.last_seen,
         seconds_since_heartbeat=round(time.time() - v.last_seen, 3) if v.last_seen else None,

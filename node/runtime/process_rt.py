@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -37,6 +38,8 @@ from gridq.node.diagnose import diagnose, elf_platform, host_platform, same_plat
 from gridq.node.runtime.base import Instance, Observed, StartFailed
 
 from gridq.redisurl import mask_text
+
+log = logging.getLogger("gridq.node")
 
 # The agent's own settings never reach a worker: the node token is a secret.
 _PRIVATE_PREFIXES = ("GRIDQ_NODE_", "GRIDQ_HUB_", "GRIDQ_CONFIG")
@@ -101,31 +104,37 @@ class ProcessRuntime:
             return False
 
     def list(self) -> list[Observed]:
-        out = []
-        for rec in list(self._records.values()):
-            proc = self._children.get(rec.instance_id)
-            code = proc.poll() if proc is not None else None
-            alive = self._alive(rec)
-            out.append(
-                Observed(
-                    instance_id=rec.instance_id,
-                    task=rec.task,
-                    index=rec.index,
-                    spec_hash=rec.spec_hash,
-                    node_id=rec.node_id,
-                    state="running" if alive else "exited",
-                    handle=str(rec.pid),
-                    exit_code=None if alive else code,
-                    started_at=rec.create_time,
-                    metrics_url=self._metrics_url(rec.metrics_port),
-                )
-            )
-        return out
+        return [self._observe(rec) for rec in list(self._records.values())]
+
+    def _observe(self, rec: _Record) -> Observed:
+        proc = self._children.get(rec.instance_id)
+        code = proc.poll() if proc is not None else None
+        alive = self._alive(rec)
+        return Observed(
+            instance_id=rec.instance_id,
+            task=rec.task,
+            index=rec.index,
+            spec_hash=rec.spec_hash,
+            node_id=rec.node_id,
+            state="running" if alive else "exited",
+            handle=str(rec.pid),
+            exit_code=None if alive else code,
+            started_at=rec.create_time,
+            metrics_url=self._metrics_url(rec.metrics_port),
+        )
 
     def _metrics_url(self, port: int) -> str:
         return f"http://{self.settings.advertise_host or '127.0.0.1'}:{port}/metrics"
 
     def start(self, inst: Instance) -> Observed:
+        running = self._records.get(inst.instance_id)
+        if running is not None and self._alive(running):
+            # Records are keyed by instance id: a second process would overwrite the
+            # first one's record and leave it running unseen, even after a drain.
+            log.warning(
+                "%s is already running (pid %d): not started again", inst.instance_id, running.pid
+            )
+            return self._observe(running)
         argv = inst.spec.command
         if not argv:
             raise StartFailed(

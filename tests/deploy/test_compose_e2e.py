@@ -7,6 +7,11 @@ real Prometheus (Debian's package, run on the host) scrapes hub and workers and 
 a non-zero rate; scaled down to one node, 1,000 more jobs all come back; ``compose down``
 leaves no container (the nodes' workers included) and no network behind.
 
+And the secret audit: the Redis password and both tokens are unique markers; ``docker
+inspect`` of every compose container (redis, hub, nodes, Prometheus), the API's
+responses, /metrics, the stack's logs and the CLI's output hold none of them. Only the
+workers' environments may (INPUT_REDIS_URL), and only they are not searched.
+
 Images come from scripts/build-images.sh (run here; a no-op when nothing changed). No
 registry is reachable, so the compose file's official images are replaced by local tags
 through its *_IMAGE variables. Skipped on a laptop without Docker, a failure under CI=true.
@@ -92,6 +97,7 @@ class Stack:
     hub_url: str
     hub_token: str
     redis_password: str
+    node_token: str
     redis_port: int
     prometheus_url: str
     log_dir: Path
@@ -251,6 +257,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         hub_url=f"http://127.0.0.1:{hub_port}",
         hub_token=hub_token,
         redis_password=redis_password,
+        node_token=node_token,
         redis_port=redis_port,
         prometheus_url=f"http://127.0.0.1:{prom_port}",
         log_dir=log_dir,
@@ -384,6 +391,80 @@ def _expected(start: int, count: int) -> set[str]:
     return {f"{i}:{i * i}" for i in range(start, start + count)}
 
 
+def _secret_audit(stack: Stack, tmp_path: Path, task: str) -> dict[str, int]:
+    """Search everything but the workers' environments for the three secrets."""
+    markers = {
+        "REDIS_PASSWORD": stack.redis_password,
+        "GRIDQ_HUB_TOKEN": stack.hub_token,
+        "GRIDQ_NODE_TOKEN": stack.node_token,
+    }
+    hits: list[tuple[str, str]] = []
+
+    def search(where: str, text: str) -> None:
+        hits.extend((where, var) for var, value in markers.items() if value in text)
+
+    # docker inspect: Config.Env, Cmd/Args, Healthcheck, Labels, Mounts ... of every
+    # container compose made (the nodes' workers carry no compose label).
+    ids = _docker("ps", "-q", "--filter", f"label=com.docker.compose.project={stack.project}")
+    docs = json.loads(_docker("inspect", *ids.split()))
+    services = sorted(d["Config"]["Labels"]["com.docker.compose.service"] for d in docs)
+    assert services == ["hub", "node", "node", "node", "prometheus", "redis"], services
+    for d in docs:
+        search(f"docker inspect {d['Name']}", json.dumps(d))
+        env = dict(e.split("=", 1) for e in d["Config"]["Env"] or [])
+        service = d["Config"]["Labels"]["com.docker.compose.service"]
+        # The secrets reach hub and nodes as files (<VAR>_FILE), not as values.
+        if service == "hub":
+            assert env["GRIDQ_HUB_TOKEN_FILE"] == "/run/secrets/hub_token", env
+            assert env["GRIDQ_HUB_REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password", env
+        if service == "node":
+            assert env["GRIDQ_NODE_TOKEN_FILE"] == "/run/secrets/node_token", env
+    # API responses (the task, as registered, holds the password in its Redis URL).
+    paths = [
+        "/api/tasks",
+        f"/api/tasks/{task}",
+        "/api/nodes",
+        "/api/prometheus/targets",
+        "/metrics",
+        "/health",
+    ]
+    for path in paths:
+        out = stack.api("GET", path)
+        search(f"GET {path}", out if isinstance(out, str) else json.dumps(out))
+    # Every log line of redis, hub, nodes and Prometheus so far.
+    logs = stack.run("logs", "--no-color", "--timestamps")
+    search("compose logs", logs)
+    # The CLI on the host, its token from a file as well.
+    token_file = tmp_path / "cli_hub_token"
+    token_file.write_text(stack.hub_token + "\n")
+    token_file.chmod(0o600)
+    cli_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GRIDQ_")},
+        "GRIDQ_HUB_URL": stack.hub_url,
+        "GRIDQ_HUB_TOKEN_FILE": str(token_file),
+    }
+    gridq = str(Path(sys.executable).with_name("gridq"))
+    cli_runs = (["status", "--json"], ["status"], ["task", "list"])
+    for args in cli_runs:
+        p = subprocess.run([gridq, *args], capture_output=True, text=True, timeout=60, env=cli_env)
+        assert p.returncode == 0, (args, p.stdout[-2000:], p.stderr[-2000:])
+        assert task in p.stdout, (args, p.stdout[-2000:])
+        search(f"gridq {' '.join(args)}", p.stdout + p.stderr)
+    # The search finds what is there: a worker's environment holds the password.
+    worker = _docker("ps", "-q", "--filter", f"label=gridq.task={task}").split()[0]
+    assert stack.redis_password in _docker("inspect", worker), "the audit's search is blind"
+    figures = {
+        "inspect documents": len(docs),
+        "API responses": len(paths),
+        "log lines": len(logs.splitlines()),
+        "CLI runs": len(cli_runs),
+        "hits": len(hits),
+    }
+    print(f"[e2e] secret audit: {figures}")
+    assert not hits, f"secrets found outside worker environments: {hits}"
+    return figures
+
+
 def test_compose_stack_end_to_end(stack: Stack, prometheus_binary: str, tmp_path: Path) -> None:
     task = stack.task_prefix + "squares"
     gc_task = stack.task_prefix + "gridcore"
@@ -499,6 +580,9 @@ def test_compose_stack_end_to_end(stack: Stack, prometheus_binary: str, tmp_path
         )
     finally:
         host_prom.stop()
+
+    # -- the secret audit, with tasks, workers and 10,500 jobs behind it.
+    _secret_audit(stack, tmp_path, task)
 
     # -- scale down to one node: the two removed agents stop their workers on SIGTERM;
     #    the hub moves the tasks to the remaining node; 1,000 more jobs, none lost.

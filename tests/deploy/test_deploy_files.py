@@ -57,9 +57,9 @@ def test_compose_resolves_and_keeps_its_promises(tmp_path: Path) -> None:
     cfg = _config(tmp_path, GRIDQ_HUB_PUBLISH="127.0.0.1:8081")
     svc = cfg["services"]
     assert set(svc) == {"redis", "hub", "node", "prometheus", "grafana"}
-    # Redis: password, AOF, auth-checking healthcheck, never published by default.
-    cmd = svc["redis"]["command"]
-    assert "pw-for-config-check" in cmd and cmd[cmd.index("--appendonly") + 1] == "yes"
+    # Redis: password (from its secret), AOF, auth-checking healthcheck, never published.
+    cmd = " ".join(svc["redis"]["command"])
+    assert "--requirepass" in cmd and "--appendonly yes" in cmd
     assert "ports" not in svc["redis"]
     assert "ping" in " ".join(svc["redis"]["healthcheck"]["test"])
     # Hub: healthcheck; waits for a healthy Redis; port from the environment.
@@ -73,6 +73,23 @@ def test_compose_resolves_and_keeps_its_promises(tmp_path: Path) -> None:
     assert any(v["target"] == "/var/run/docker.sock" for v in node["volumes"])
     assert node["environment"]["GRIDQ_NODE_DOCKER_NETWORK"] == "cfgcheck_default"
     assert node["environment"]["GRIDQ_HUB_URL"] == "http://hub:8080"
+    # No secret value in any service's configuration (command, environment,
+    # healthcheck: what `docker inspect` shows); hub, node and redis read files instead.
+    for name, service in svc.items():
+        text = json.dumps(service)
+        for value in ("pw-for-config-check", "hub-for-config-check", "node-for-config-check"):
+            assert value not in text, (name, value)
+    mounted = {n: {s["source"] for s in svc[n].get("secrets", [])} for n in svc}
+    assert mounted["redis"] == {"redis_password"}
+    assert mounted["hub"] == {"redis_password", "hub_token", "node_token"}
+    assert mounted["node"] == {"node_token"}
+    for var, secret in (
+        ("GRIDQ_HUB_REDIS_PASSWORD_FILE", "redis_password"),
+        ("GRIDQ_HUB_TOKEN_FILE", "hub_token"),
+        ("GRIDQ_NODE_TOKEN_FILE", "node_token"),
+    ):
+        assert svc["hub"]["environment"][var] == f"/run/secrets/{secret}"
+    assert node["environment"]["GRIDQ_NODE_TOKEN_FILE"] == "/run/secrets/node_token"
     # Monitoring only on request.
     assert svc["prometheus"]["profiles"] == ["monitoring"] == svc["grafana"]["profiles"]
     # The official images by default, overridable.

@@ -114,9 +114,10 @@ def test_constant_time_compare_is_used(client: TestClient, monkeypatch: pytest.M
         return real(a, b)
 
     monkeypatch.setattr(deps.hmac, "compare_digest", spy)
-    import gridq.hub.store as store_mod
+    from gridq.hub.store import nodes as store_nodes
+    from gridq.hub.store import scripts
 
-    monkeypatch.setattr(store_mod.hmac, "compare_digest", spy)
+    monkeypatch.setattr(store_nodes.hmac, "compare_digest", spy)
     client.get("/api/tasks", headers=ADMIN_H)
     assert calls
     calls.clear()
@@ -130,7 +131,7 @@ def test_constant_time_compare_is_used(client: TestClient, monkeypatch: pytest.M
         == 401
     )
     assert calls
-    assert "bit.bxor" in store_mod._HEARTBEAT and "return {0}" in store_mod._HEARTBEAT
+    assert "bit.bxor" in scripts.HEARTBEAT and "return {0}" in scripts.HEARTBEAT
     assert heartbeat(client, nid, secret).status_code == 200
     # Only the exact secret passes, whichever byte differs.
     for i in (0, 20, 42):
@@ -204,6 +205,47 @@ def test_first_heartbeat_has_assignments_and_spread(client: TestClient, redis_ur
     assert sum(x["replicas"] for x in ra + rb) == 4
 
 
+def test_register_answer_carries_assignments_when_asked(client: TestClient, redis_url: str) -> None:
+    client.post("/api/tasks", json=task_body(redis_url, replicas=2), headers=ADMIN_H)
+    body = {"info": node_info("a")}
+    r = client.post("/api/node/register?assignments=true", json=body, headers=JOIN_H)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    reg = r.json()
+    assert [(x["task"], x["replicas"]) for x in reg["assignments"]] == [("square", 2)]
+    # The same assignments and version the first heartbeat answers with.
+    hb = heartbeat(client, reg["node_id"], reg["secret"]).json()
+    assert reg["assignments"] == hb["assignments"]
+    assert reg["spec_version"] == hb["spec_version"]
+    # Resuming asks the same way and gets the same work back.
+    r = client.post(
+        "/api/node/register?assignments=true",
+        json={**body, "node_id": reg["node_id"], "secret": reg["secret"]},
+        headers=JOIN_H,
+    )
+    assert r.json()["node_id"] == reg["node_id"] and r.json()["assignments"] == hb["assignments"]
+    # Without asking: the answer older agents validate strictly, not one field more.
+    r = client.post("/api/node/register", json={"info": node_info("b")}, headers=JOIN_H)
+    assert set(r.json()) == {"node_id", "secret", "heartbeat_interval"}
+    # Nothing placed on this node (b came after a took both replicas): an empty list.
+    r = client.post(
+        "/api/node/register?assignments=1", json={"info": node_info("c")}, headers=JOIN_H
+    )
+    assert r.json()["assignments"] == [] and isinstance(r.json()["spec_version"], int)
+
+
+def test_node_view_shows_the_nodes_metrics_url(client: TestClient) -> None:
+    url = "http://10.1.2.3:9300/metrics"
+    nid, secret = register(client, "a", metrics_url=url)
+    bare, _ = register(client, "b")
+    nodes = {n["node_id"]: n for n in client.get("/api/nodes", headers=ADMIN_H).json()}
+    assert nodes[nid]["metrics_url"] == url and nodes[bare]["metrics_url"] is None
+    assert client.get(f"/api/nodes/{nid}", headers=ADMIN_H).json()["metrics_url"] == url
+    # The last heartbeat's value wins (the agent's port may change across restarts).
+    heartbeat(client, nid, secret, metrics_url="http://10.1.2.3:9301/metrics")
+    got = client.get(f"/api/nodes/{nid}", headers=ADMIN_H).json()["metrics_url"]
+    assert got == "http://10.1.2.3:9301/metrics"
+
+
 def _instances(task: str, n: int, state: str = "running", **kw: Any) -> list[dict[str, Any]]:
     return [
         {
@@ -255,7 +297,9 @@ def test_offline_after_three_missed_heartbeats(
     client.post("/api/tasks", json=task_body(redis_url, replicas=2), headers=ADMIN_H)
     a, sa = register(client, "a")
     b, sb = register(client, "b")
-    # interval 1 s in tests: 3.5 s without a heartbeat is offline.
+    # interval 1 s in tests: 3.5 s without a heartbeat is offline, counted from when the
+    # hub started listening (a fresh hub does not blame nodes for its own downtime).
+    client.app.state.store.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
     redis_conn.zadd("gridq:hub:node_seen", {a: time.time() - 3.5})
     nodes = {n["node_id"]: n for n in client.get("/api/nodes", headers=ADMIN_H).json()}
     assert nodes[a]["status"] == "offline" and nodes[b]["status"] == "online"
@@ -265,6 +309,19 @@ def test_offline_after_three_missed_heartbeats(
     # Kept until deleted; back online on its next heartbeat.
     assert heartbeat(client, a, sa).status_code == 200
     assert client.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "online"
+
+
+def test_a_restarted_hub_does_not_blame_nodes_for_its_downtime(
+    client: TestClient, make_client: Callable[..., TestClient], redis_conn: redis.Redis
+) -> None:
+    a, _ = register(client, "a")
+    # The node's last heartbeat is 10 s old because no hub was listening (hub restart).
+    redis_conn.zadd("gridq:hub:node_seen", {a: time.time() - 10})
+    fresh = make_client()
+    assert fresh.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "online"
+    # Once the fresh hub has listened for offline_after (3 intervals), silence counts.
+    fresh.app.state.store.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
+    assert fresh.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "offline"
 
 
 def test_stop_drain_leave(client: TestClient, redis_url: str) -> None:

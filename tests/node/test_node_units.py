@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -148,6 +150,37 @@ def test_client_reregisters_on_401_and_410(tmp_path: Path) -> None:
     assert saved["node_id"] == "n2"
 
 
+def test_client_starts_from_the_register_answer(tmp_path: Path) -> None:
+    calls: list[str] = []
+    assignment = {
+        "task": "t",
+        "replicas": 2,
+        "spec": {"command": ["sleep", "1"], "spec_hash": "abc"},
+    }
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(f"{req.url.path}?{req.url.query.decode()}")
+        if req.url.path == "/api/node/register":
+            assert req.url.params.get("assignments") == "true"
+            body = {"node_id": "n1", "secret": "s1", "heartbeat_interval": 1.0}
+            body |= {"assignments": [assignment], "spec_version": 3, "later_field": 1}
+            return httpx.Response(200, json=body)
+        return httpx.Response(200, json=_hb_body("n1"))
+
+    c = _client(tmp_path, handler)
+    resp = c.heartbeat(Heartbeat(info=_info()))
+    # Answered by the registration alone: no heartbeat sent yet, the agent reports next.
+    assert calls == ["/api/node/register?assignments=true"] and c.answered_by_register
+    assert [(a.task, a.replicas) for a in resp.assignments] == [("t", 2)]
+    assert resp.spec_version == 3 and resp.node_id == "n1" and not resp.stop
+    c.heartbeat(Heartbeat(info=_info()))
+    assert calls[-1] == "/api/node/n1/heartbeat?" and not c.answered_by_register
+    # A draining node's first contact still reports itself with a heartbeat.
+    c = _client(tmp_path / "d", handler)
+    c.heartbeat(Heartbeat(info=_info(), draining=True))
+    assert calls[-1] == "/api/node/n1/heartbeat?" and not c.answered_by_register
+
+
 def test_client_errors_are_typed(tmp_path: Path) -> None:
     c = _client(tmp_path, lambda req: httpx.Response(503, text="down"))
     with pytest.raises(HubUnavailable):
@@ -207,3 +240,136 @@ def test_agent_metrics_and_health_endpoints() -> None:
         assert httpx.get(f"http://127.0.0.1:{failing.port}/health").status_code == 503
     finally:
         failing.close()
+
+
+def offline_settings(tmp_path: Path, **kw: Any) -> NodeSettings:
+    """A process-runtime node whose hub is unreachable (port 9): no hub, no metrics."""
+    return NodeSettings(
+        hub_url="http://127.0.0.1:9",
+        node_token="zqNtok3nForUnitTests0001",
+        state_dir=tmp_path,
+        runtime="process",
+        metrics_bind="",
+        **kw,
+    )
+
+
+def test_agent_retries_a_failing_hub_inside_the_offline_window(tmp_path: Path) -> None:
+    """The hub declares a node offline after 3 silent intervals, counted from when it can
+    hear again (hub/outage.py): a failed heartbeat is retried within 2, however long the
+    outage, so the first heartbeat after it always lands in time."""
+    from gridq.node.agent import Agent
+
+    s = offline_settings(tmp_path, heartbeat_interval=5.0)
+    agent = Agent(s)
+    try:
+        assert agent.interval() == 5.0
+        for failures in (1, 2, 5, 50):
+            agent._hub_failures = failures
+            assert 5.0 <= agent.interval() <= 10.0, failures
+    finally:
+        agent.close()
+
+
+def test_a_stale_snapshot_never_starts_an_instance_twice(tmp_path: Path) -> None:
+    """list() runs outside the reconciler's lock. Here it is made to return a snapshot
+    taken before a start finished (the race a busy node hits): the pass must re-list,
+    not start the instance again. Real processes (the process runtime, `sleep`)."""
+    import threading
+
+    from gridq.node.metrics import NodeMetrics
+    from gridq.node.reconcile import Reconciler
+    from gridq.node.runtime.process_rt import ProcessRuntime
+
+    from gridq.nodeproto import Assignment, WorkerSpec
+
+    s = offline_settings(tmp_path)
+    rt = ProcessRuntime(s, "agent-test")
+    gate = threading.Event()
+    starts: list[str] = []
+    real_start, real_list = rt.start, rt.list
+
+    def slow_start(inst: Any) -> Any:
+        gate.wait(10)  # held until the second pass has taken its snapshot
+        starts.append(inst.instance_id)
+        return real_start(inst)
+
+    rec = Reconciler(rt, s, NodeMetrics())
+    stale_once = [True]
+
+    def stale_list() -> Any:
+        snap = real_list()
+        if stale_once[0] and rec.pending:
+            stale_once[0] = False
+            gate.set()  # let the start finish now, after the snapshot...
+            deadline = time.monotonic() + 10
+            while rec.pending and time.monotonic() < deadline:
+                time.sleep(0.01)  # ...and return the snapshot only once it has
+        return snap
+
+    rt.start = slow_start  # type: ignore[method-assign]
+    rt.list = stale_list  # type: ignore[method-assign]
+    spec = WorkerSpec(command=["sleep", "60"], spec_hash="h1")
+    desired = [Assignment(task="t", replicas=1, spec=spec)]
+    try:
+        rec.reconcile(desired, "n1")  # issues the start (held at the gate)
+        rec.reconcile(desired, "n1")  # snapshot goes stale while it lists
+        rec.reconcile(desired, "n1")
+        deadline = time.monotonic() + 10
+        while rec.busy() and time.monotonic() < deadline:
+            time.sleep(0.01)  # a second start, if one was issued, has now run
+        running = [o for o in real_list() if o.state == "running"]
+        assert starts == ["t-n1-0"] and len(running) == 1
+        # The runtime itself refuses a second process for a live instance id.
+        again = real_start(rec_instance(running[0], spec))
+        assert again.handle == running[0].handle and len(real_list()) == 1
+    finally:
+        rec.stop_all(5)
+        deadline = time.monotonic() + 15
+        while rec.busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rec.close()
+        assert not [o for o in real_list() if o.state == "running"]
+
+
+def rec_instance(o: Any, spec: Any) -> Any:
+    from gridq.node.runtime.base import Instance
+
+    return Instance(
+        task=o.task, index=o.index, instance_id=o.instance_id, node_id=o.node_id,
+        spec=spec, env={}, memory_mb=256,
+    )  # fmt: skip
+
+
+def test_drain_stops_a_worker_whose_start_was_in_flight(tmp_path: Path) -> None:
+    """SIGTERM while a start is still running: the drain must wait for it and then stop
+    that worker too, not leave it running after the agent has gone."""
+    import threading
+
+    from gridq.node.agent import Agent
+
+    from gridq.nodeproto import Assignment, WorkerSpec
+
+    s = offline_settings(tmp_path, stop_timeout=5)
+    agent = Agent(s)
+    rt = agent.reconciler.runtime
+    real_start = rt.start
+    gate = threading.Event()
+
+    def slow_start(inst: Any) -> Any:
+        gate.wait(10)
+        return real_start(inst)
+
+    rt.start = slow_start  # type: ignore[method-assign]
+    spec = WorkerSpec(command=["sleep", "60"], spec_hash="h1")
+    try:
+        agent.reconciler.reconcile([Assignment(task="t", replicas=1, spec=spec)], "n1")
+        assert agent.reconciler.busy()  # the start is in flight
+        threading.Timer(0.3, gate.set).start()  # it finishes once the drain has begun
+        agent._drain()
+        assert not [o for o in rt.list() if o.state == "running"], rt.list()
+    finally:
+        gate.set()
+        for o in rt.list():
+            rt.kill(o)
+        agent.close()

@@ -1,0 +1,109 @@
+"""Nodes as read back from Redis: the last heartbeat, registration record, assignments and
+the status derived from them (online, offline, draining, stopping, left)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gridq import keys
+from gridq.nodeproto import InstanceStatus, NodeInfo
+
+from .base import StoreBase
+
+
+@dataclass
+class NodeView:
+    """A node as read back from Redis, with its derived status."""
+
+    node_id: str
+    record: dict[str, Any]  # the last heartbeat (or the registration info)
+    meta: dict[str, Any]
+    last_seen: float | None
+    status: str
+    assigned: dict[str, int]
+
+    @property
+    def info(self) -> NodeInfo:
+        return NodeInfo.model_validate(self.record["info"])
+
+    @property
+    def instances(self) -> list[InstanceStatus]:
+        out = []
+        for raw in self.record.get("instances", []):
+            try:
+                out.append(InstanceStatus.model_validate(raw))
+            except ValueError:  # pragma: no cover - records are validated on write
+                continue
+        return out
+
+
+class NodeViewStore(StoreBase):
+    # The last time this hub could not reach its Redis (hub/outage.py sets it): a node is
+    # offline after offline_after s of silence the hub could have heard, not of its own.
+    listening_since: float = 0.0
+
+    def _status(
+        self, meta: dict[str, Any], record: dict[str, Any], last_seen: float | None, now: float
+    ) -> str:
+        if meta.get("left"):
+            return "left"
+        if (
+            last_seen is None
+            or now - max(last_seen, self.listening_since) > self.settings.offline_after
+        ):
+            return "offline"
+        if meta.get("stop"):
+            return "stopping"
+        if record.get("draining"):
+            return "draining"
+        return "online"
+
+    async def list_nodes(self, only: str | None = None) -> list[NodeView]:
+        pipe = self.r.pipeline(transaction=False)
+        if only is None:
+            pipe.hgetall(keys.HUB_NODE_META)
+            pipe.hgetall(keys.HUB_NODES)
+            pipe.zrange(keys.HUB_NODE_SEEN, 0, -1, withscores=True)
+            pipe.hgetall(keys.HUB_ASSIGNMENTS)
+            metas, records, seen_list, assigns = await pipe.execute()
+            seen = dict(seen_list)
+        else:
+            pipe.hget(keys.HUB_NODE_META, only)
+            pipe.hget(keys.HUB_NODES, only)
+            pipe.zscore(keys.HUB_NODE_SEEN, only)
+            pipe.hget(keys.HUB_ASSIGNMENTS, only)
+            m, rec, score, a = await pipe.execute()
+            metas = {only: m} if m else {}
+            records = {only: rec} if rec else {}
+            seen = {only: score} if score is not None else {}
+            assigns = {only: a} if a else {}
+        now = time.time()
+        out = []
+        for nid in sorted(metas):
+            record = json.loads(records[nid]) if nid in records else {}
+            if "info" not in record:
+                continue
+            meta = json.loads(metas[nid])
+            last = seen.get(nid)
+            assigned = {a["task"]: a["replicas"] for a in json.loads(assigns.get(nid, "[]"))}
+            out.append(
+                NodeView(
+                    node_id=nid,
+                    record=record,
+                    meta=meta,
+                    last_seen=float(last) if last is not None else None,
+                    status=self._status(meta, record, last, now),
+                    assigned=assigned,
+                )
+            )
+        return out
+
+    async def get_node(self, node_id: str) -> NodeView | None:
+        views = await self.list_nodes(only=node_id)
+        return views[0] if views else None
+
+    async def is_deleted(self, node_id: str) -> bool:
+        return bool(await self.r.sismember(keys.HUB_NODES_DELETED, node_id))
