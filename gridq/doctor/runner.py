@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -472,8 +471,3 @@ def summary(results: list[Check] | list[dict[str, Any]]) -> str:
     head = ", ".join(p for p in parts if p)
     saw = worst.saw if len(worst.saw) <= 100 else worst.saw[:97] + "..."
     return f"doctor: {head} of {len(checks)} checks; {worst.label}: {saw} (run `gridq doctor`)"
-
-
-def env_redis_urls() -> list[tuple[str, str]]:
-    url = os.environ.get("GRIDQ_REDIS_URL")
-    return [(url, "GRIDQ_REDIS_URL")] if url else []
