@@ -102,4 +102,15 @@ def hub(
     gc.freeze()
     # Access logs off: one line per heartbeat would drown everything else (and cost
     # throughput); request latency is in /metrics.
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+    # Keep-alive outlives the heartbeat interval: with uvicorn's default (5 s, the default
+    # interval too) the hub closed each node's idle connection just as its next heartbeat
+    # was sent, and a share of heartbeats failed on the dead connection.
+    keep_alive = int(2 * settings.heartbeat_interval + 5)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_keep_alive=keep_alive,
+    )

@@ -61,17 +61,9 @@ def _status(rec: TaskRecord, scheduling: str, current: str | None) -> str:
 
 async def _render(store: Store, recs: list[TaskRecord], live: bool) -> list[TaskOut]:
     summary = await store.summary()
-    nodes = await store.list_nodes()
+    running = await store.running_by_task()
     state = await store.state()
     current = state.get("seq_current") or None
-    running: dict[str, dict[str, int]] = {}
-    for n in nodes:
-        if n.status == "offline" or n.status == "left":
-            continue
-        for inst in n.instances:
-            if inst.state == "running":
-                by = running.setdefault(inst.task, {})
-                by[n.node_id] = by.get(n.node_id, 0) + 1
     stats = await store.stats_many(r.spec for r in recs) if live else {}
     out = []
     for rec in recs:

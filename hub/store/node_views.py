@@ -101,6 +101,33 @@ class NodeViewStore(StoreBase):
             )
         return out
 
+    async def running_by_task(self) -> dict[str, dict[str, int]]:
+        """Running instances per task and node, from the nodes that count (not offline,
+        not left). GET /api/tasks needs only this: no assignments, no pydantic models,
+        so a read stays cheap with hundreds of nodes heartbeating."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.HUB_NODE_META)
+        pipe.hgetall(keys.HUB_NODES)
+        pipe.zrange(keys.HUB_NODE_SEEN, 0, -1, withscores=True)
+        metas, records, seen_list = await pipe.execute()
+        seen = dict(seen_list)
+        now = time.time()
+        out: dict[str, dict[str, int]] = {}
+        for nid, raw in records.items():
+            if nid not in metas:
+                continue
+            record = json.loads(raw)
+            if self._status(json.loads(metas[nid]), record, seen.get(nid), now) in (
+                "offline",
+                "left",
+            ):
+                continue
+            for inst in record.get("instances", []):
+                if inst.get("state") == "running" and inst.get("task"):
+                    by = out.setdefault(inst["task"], {})
+                    by[nid] = by.get(nid, 0) + 1
+        return out
+
     async def get_node(self, node_id: str) -> NodeView | None:
         views = await self.list_nodes(only=node_id)
         return views[0] if views else None
