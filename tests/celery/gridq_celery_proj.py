@@ -56,9 +56,12 @@ def boom(msg: str) -> None:
 
 @app.task(bind=True, max_retries=5)
 def flaky(self, tries: int) -> int:  # type: ignore[no-untyped-def]
-    # Fails (and retries at once) until it has been retried `tries` times.
+    # Fails (and retries after 1 s) until it has been retried `tries` times. Not
+    # countdown=0: Celery publishes the retry before it stores the RETRY state, so with
+    # several threads the next attempt can succeed first and RETRY then overwrites
+    # SUCCESS in the result backend (seen here under load: state RETRY for good).
     if self.request.retries < tries:
-        raise self.retry(countdown=0)
+        raise self.retry(countdown=1)
     return int(self.request.retries)
 
 
