@@ -128,14 +128,17 @@ def run_kills(
     sleep: float = 0.02,
     drain_timeout: float = 120.0,
     seed: int = 8,
+    runtime: str = "process",
     out: Any = print,
 ) -> KillReport:
-    """4 workers on 2 process-runtime nodes; chaos while ``jobs`` flow. Returns figures."""
+    """4 workers on 2 nodes (process or docker runtime); chaos while ``jobs`` flow."""
     rnd = random.Random(seed)
-    grid = Grid(tmp)
+    grid = Grid(tmp, runtime=runtime)
     rep = KillReport(jobs=jobs)
     queue = "chaos-in"
     try:
+        if runtime == "docker":
+            grid.build_image()
         grid.start_redis()
         grid.start_hub()
         for _ in range(2):
@@ -562,6 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also SIGKILL Redis once (loss window of appendfsync everysec)",
     )
     ap.add_argument("--lease", type=float, default=2.0)
+    ap.add_argument(
+        "--runtime",
+        choices=["process", "docker"],
+        default="process",
+        help="kills: the nodes' runtime (docker needs gridq-worker:test, scripts/build-test-images.sh)",
+    )
     ap.add_argument("--outage", type=float, default=10.0, help="partition: seconds without Redis")
     ap.add_argument("--nodes", type=int, default=500, help="load: simulated nodes")
     ap.add_argument("--interval", type=float, default=5.0, help="load: heartbeat interval, s")
@@ -581,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
                 redis_sigkill=a.redis_sigkill,
                 lease=a.lease,
                 drain_timeout=max(120.0, a.jobs / 100),
+                runtime=a.runtime,
             )
             if rep.lost_gridq:
                 failures.append(f"kills: {rep.lost_gridq} jobs lost by gridq")

@@ -115,6 +115,10 @@ class Grid:
     hub_interval: float = 0.5
     node_interval: float = 0.5
     hub_log_level: str = "info"
+    # "process" or "docker": with docker, workers run from worker_image (build_image())
+    # on the host network, so they reach this grid's Redis on 127.0.0.1.
+    runtime: str = "process"
+    worker_image: str = ""
     redis: Any = None
     hub: Hub | None = None
     hub_port: int = 0
@@ -211,7 +215,7 @@ class Grid:
             GRIDQ_HUB_URL=self.hub.url,
             GRIDQ_NODE_TOKEN=self.node_token,
             GRIDQ_NODE_STATE_DIR=str(self.tmp / f"node{i}"),
-            GRIDQ_NODE_RUNTIME="process",
+            GRIDQ_NODE_RUNTIME=self.runtime,
             GRIDQ_NODE_HEARTBEAT_INTERVAL=str(self.node_interval),
             GRIDQ_NODE_STOP_TIMEOUT="5",
             GRIDQ_NODE_RESTART_BACKOFF="0.3",
@@ -220,6 +224,8 @@ class Grid:
             GRIDQ_NODE_PARALLELISM=str(parallelism),
             PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
         )
+        if self.runtime == "docker":
+            env["GRIDQ_NODE_DOCKER_NETWORK"] = "host"
         return env
 
     def add_agent(self, parallelism: int = 2) -> AgentProc:
@@ -252,6 +258,13 @@ class Grid:
         )
 
     def worker_records(self) -> list[dict[str, Any]]:
+        """Live workers of this grid's nodes: instance_id and host pid (SIGKILL-able)."""
+        if self.runtime == "docker":
+            return [
+                {"instance_id": c["instance_id"], "pid": c["pid"]}
+                for c in self._containers()
+                if c["running"]
+            ]
         out = []
         for a in self.agents:
             for p in (a.state_dir / "processes").glob("*.json"):
@@ -266,6 +279,55 @@ class Grid:
                 out[p.name] = p.read_text(errors="replace")
         return out
 
+    def _node_ids(self) -> set[str]:
+        ids = set()
+        for a in self.agents:
+            # From the identity file: a killed agent's workers still count.
+            with contextlib.suppress(OSError, ValueError):
+                nid = a.identity.get("node_id")
+                if nid:
+                    ids.add(str(nid))
+        return ids
+
+    def _containers(self) -> list[dict[str, Any]]:
+        """This grid's worker containers (by the node's labels), from `docker inspect`."""
+        ids = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", "label=gridq.node"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        if not ids:
+            return []
+        r = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True)
+        nodes = self._node_ids()
+        out = []
+        for c in json.loads(r.stdout or "[]"):
+            labels = c["Config"]["Labels"] or {}
+            if labels.get("gridq.node") in nodes:
+                out.append(
+                    {
+                        "id": c["Id"],
+                        "instance_id": labels.get("gridq.instance", ""),
+                        "pid": int(c["State"]["Pid"]),
+                        "running": bool(c["State"]["Running"]),
+                    }
+                )
+        return out
+
+    def build_image(self) -> None:
+        """worker_image: FROM gridq-worker:test (scripts/build-test-images.sh) plus the
+        chaos handler. Local only: no registry is involved."""
+        d = self.tmp / "image"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "chaos_app.py").write_text(APP_SOURCE)
+        (d / "Dockerfile").write_text(
+            "FROM gridq-worker:test\nCOPY chaos_app.py /app/chaos_app.py\nENV PYTHONPATH=/app\n"
+        )
+        self.worker_image = "gridq-chaos:test"
+        subprocess.run(
+            ["docker", "build", "-q", "-t", self.worker_image, str(d)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
     def log(self, name: str) -> str:
         try:
             return (self.tmp / name).read_text(errors="replace")[-3000:]
@@ -277,6 +339,11 @@ class Grid:
             with contextlib.suppress(Exception):
                 a.stop()
         # Whatever survived (workers of a killed agent): kill their process groups.
+        if self.runtime == "docker":
+            with contextlib.suppress(Exception):
+                left = [c["id"] for c in self._containers()]
+                if left:
+                    subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
         for a in self.agents:
             for rec in (a.state_dir / "processes").glob("*.json"):
                 with contextlib.suppress(Exception):
@@ -321,22 +388,22 @@ def create_worker_task(
 ) -> dict[str, Any]:
     assert grid.hub is not None
     write_app(grid.tmp)
+    args = ["worker", "chaos_app:app", "--concurrency", str(concurrency)]
+    args += ["--prefetch", str(prefetch)]
+    where: dict[str, Any] = (
+        {"image": grid.worker_image, "command": ["gridq", *args]}
+        if grid.runtime == "docker"
+        else {"command": [GRIDQ, *args]}
+    )
     return grid.hub.create_task(
         name=name,
-        command=[
-            GRIDQ,
-            "worker",
-            "chaos_app:app",
-            "--concurrency",
-            str(concurrency),
-            "--prefetch",
-            str(prefetch),
-        ],
+        **where,
         input_queue=f"{name}-in",
         output_queue=f"{name}-out",
         replicas=replicas,
         env={
-            "PYTHONPATH": str(grid.tmp),
+            # The handler: written to tmp for processes, baked into the image (/app).
+            "PYTHONPATH": "/app" if grid.runtime == "docker" else str(grid.tmp),
             "GRIDQ_WORKER_LEASE_SECONDS": str(lease),
             "CHAOS_SLEEP": str(sleep),
             **(extra_env or {}),
