@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,15 +28,11 @@ from pathlib import Path
 
 import redis
 
+from gridq.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJ_DIR = ROOT / "tests" / "celery"  # gridq_celery_proj: the app the tests use
 QUEUE = "bench_celery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -32,6 +32,8 @@ for _p in (ROOT / "tests" / "node", ROOT / "bench"):
 
 from node_helpers import GRIDQ, AgentProc, Hub, wait_for  # noqa: E402
 
+from gridq.ports import free_port  # noqa: E402
+
 
 def load_module(name: str, path: Path) -> ModuleType:
     if name in sys.modules:
@@ -44,10 +46,9 @@ def load_module(name: str, path: Path) -> ModuleType:
     return mod
 
 
-# tests/conftest.py's RedisServer (start/stop on a fixed port) and free_port().
+# tests/conftest.py's RedisServer (start/stop on a fixed port).
 root_conftest = load_module("_gridq_root_conftest", ROOT / "tests" / "conftest.py")
 RedisServer = root_conftest.RedisServer
-free_port = root_conftest.free_port
 
 APP_SOURCE = '''
 """The chaos handler: echo the item, count each run in Redis (a side effect)."""

@@ -33,16 +33,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gridq.ports import free_port
+
 # Fresh per run (the hub refuses guessable tokens); children get them via the environment.
 ADMIN = os.environ.get("GRIDQ_BENCH_ADMIN") or secrets.token_urlsafe(24)
 JOIN = os.environ.get("GRIDQ_BENCH_JOIN") or secrets.token_urlsafe(24)
 os.environ["GRIDQ_BENCH_ADMIN"], os.environ["GRIDQ_BENCH_JOIN"] = ADMIN, JOIN
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def info(i: int) -> dict[str, Any]:

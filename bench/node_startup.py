@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,11 @@ import httpx
 import psutil
 import redis
 
+from gridq.ports import free_port
+
 BIN = Path(sys.executable).parent
 GRIDQ = str(BIN / "gridq")
 APP = "from gridq.worker import App\napp = App()\n\n@app.default\ndef echo(item: bytes):\n    return item\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait(cond, timeout: float = 30.0, step: float = 0.005):  # type: ignore[no-untyped-def]

@@ -23,16 +23,11 @@ from typing import Any
 import httpx
 
 from gridq.errors import GridqError
+from gridq.ports import free_port
 
 
 class StackError(GridqError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def redis_binary() -> str:

@@ -206,11 +206,7 @@ async def patch_task(
         created_at=rec.created_at,
         updated_at=time.time(),
     )
-    if not await store.put_task(rec):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
-    await store.event(f"task {name} changed: {', '.join(sorted(changes)) or 'nothing'}")
-    await store.schedule()
-    return (await _render(store, [rec], live=False))[0]
+    return await _save(store, rec, f"changed: {', '.join(sorted(changes)) or 'nothing'}")
 
 
 @router.delete(
@@ -227,15 +223,21 @@ async def delete_task(name: str, store: StoreDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+async def _save(store: Store, rec: TaskRecord, what: str) -> TaskOut:
+    """Store a changed task (404 if it was deleted meanwhile), log the event, re-place."""
+    name = rec.spec.name
+    if not await store.put_task(rec):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+    await store.event(f"task {name} {what}")
+    await store.schedule()
+    return (await _render(store, [rec], live=False))[0]
+
+
 async def _set_paused(store: Store, name: str, paused: bool) -> TaskOut:
     rec = await _get(store, name)
     rec.paused = paused
     rec.updated_at = time.time()
-    if not await store.put_task(rec):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
-    await store.event(f"task {name} {'paused' if paused else 'resumed'}")
-    await store.schedule()
-    return (await _render(store, [rec], live=False))[0]
+    return await _save(store, rec, "paused" if paused else "resumed")
 
 
 @router.post(

@@ -13,7 +13,6 @@ import io
 import logging
 import math
 import re
-import socket
 import tarfile
 import threading
 import time
@@ -33,6 +32,7 @@ from gridq.node.diagnose import (
 )
 from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
 
+from gridq.ports import free_port
 from gridq.redisurl import mask_text
 
 log = logging.getLogger("gridq.node")
@@ -257,7 +257,7 @@ class DockerRuntime:
         self.ensure_image(ref)
         s = self.settings
         name = instance_name(inst.task, inst.node_id, inst.index)
-        port = _free_port() if self.network == "host" else s.worker_metrics_port
+        port = free_port("0.0.0.0") if self.network == "host" else s.worker_metrics_port
         env = dict(inst.env)
         env["GRIDQ_METRICS_PORT"] = str(port)
         labels = {
@@ -473,9 +473,3 @@ class DockerRuntime:
                 self._events.close()
         with contextlib.suppress(Exception):
             self.client.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])

@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from gridq.node.config import NodeSettings
 from gridq.node.diagnose import diagnose, elf_platform, host_platform, same_platform
 from gridq.node.runtime.base import Instance, Observed, StartFailed
 
+from gridq.ports import free_port
 from gridq.redisurl import mask_text
 
 log = logging.getLogger("gridq.node")
@@ -147,7 +147,7 @@ class ProcessRuntime:
             argv = [sys.executable, "-m", "gridq.cli.main", *argv[1:]]
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
         env.update(inst.env)
-        port = _free_port()
+        port = free_port("0.0.0.0")
         env["GRIDQ_METRICS_PORT"] = str(port)
         log_path = self.logs / f"{inst.instance_id}.log"
         with open(log_path, "wb") as logf:
@@ -305,9 +305,3 @@ def _tail(path: Path, size: int = 8192) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])

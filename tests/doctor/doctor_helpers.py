@@ -3,21 +3,16 @@ has a conftest.py, so `from conftest import` would be ambiguous)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
 
 import httpx
 
+from gridq.ports import free_port
+
 ADMIN = "doc-adm-7f3kQ9xZ2pLm4vB8"
 JOIN = "doc-join-Hq82nVx0RtYe5Kc"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveHub:
