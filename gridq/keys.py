@@ -112,9 +112,7 @@ HUB_TASK_SEQ = f"{HUB}:task_seq"  # STRING counter for HUB_TASK_ORDER
 HUB_NODES = f"{HUB}:nodes"  # HASH node_id -> node record JSON
 HUB_NODE_SEEN = f"{HUB}:node_seen"  # ZSET node_id -> last heartbeat (unix time)
 HUB_NODE_META = f"{HUB}:node_meta"  # HASH node_id -> registration record JSON (stop, left)
-HUB_NODE_CAPS = (
-    f"{HUB}:node_caps"  # HASH node_id -> {info, draining} JSON (scheduling input)
-)
+HUB_NODE_CAPS = f"{HUB}:node_caps"  # HASH node_id -> {info, draining} JSON (scheduling input)
 HUB_NODES_DELETED = f"{HUB}:nodes_deleted"  # SET of node ids deleted (410 on heartbeat)
 HUB_ASSIGNMENTS = f"{HUB}:assignments"  # HASH node_id -> assignment JSON
 HUB_SCHEDULE_LOCK = f"{HUB}:schedule_lock"  # STRING lock around a scheduling pass

@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from urllib.parse import urlsplit
-
 from dataclasses import dataclass
 from typing import cast
+from urllib.parse import urlsplit
 
 import redis
 import redis.exceptions as rexc
@@ -27,7 +26,9 @@ from redis.sentinel import Sentinel
 
 from gridq.errors import RedisAuthError, RedisUnavailable
 
-_CRED = re.compile(r"(?P<scheme>rediss?(?:\+cluster|\+sentinel)?|unix)://(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@")
+_CRED = re.compile(
+    r"(?P<scheme>rediss?(?:\+cluster|\+sentinel)?|unix)://(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@"
+)
 
 
 def mask(url: str | None) -> str:
