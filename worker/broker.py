@@ -284,7 +284,10 @@ class Broker:
             args.extend((old, new, repr(due)))
         for old, rec in s.deads:
             args.extend((old, rec))
-        out_key = self.output_queue or self.k.pending  # unused when there are no results
+        # A dummy in the queue's slot when the results are not written here.
+        out_key = (
+            self.k.pending if self.separate_output or not self.output_queue else self.output_queue
+        )
         missing = self._settle(
             keys=[
                 *self._route,

@@ -27,9 +27,15 @@ def migrate(queues: tuple[str, ...], redis_url: str | None, dry_run: bool, as_js
       gridq migrate --dry-run
       gridq migrate numbers squares
     """
+    from gridq.keys import check_queue_name
     from gridq.migrate import migrate as run
     from gridq.redisurl import client
 
+    for q in queues:
+        try:
+            check_queue_name(q)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="QUEUES") from None
     conn = client(redis_location(redis_url), timeout=10)
     try:
         rep = run(conn, queues, dry_run=dry_run)
