@@ -19,7 +19,11 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.asyncio.cluster import ClusterNode as AioNode
+from redis.asyncio.cluster import RedisCluster as AioCluster
+from redis.asyncio.sentinel import Sentinel as AioSentinel
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot as _crc_slot
 from redis.sentinel import Sentinel
@@ -181,9 +185,50 @@ def client(
     )
 
 
+def aio_client(
+    url: str, *, decode: bool = False, max_connections: int = 64, wait: float = 10.0, **kw: object
+) -> aioredis.Redis:
+    """The asyncio twin of ``client()`` (the hub). On one server the pool blocks up to
+    ``wait`` seconds for a free connection rather than failing with "Too many
+    connections"; a cluster client keeps a pool per node."""
+    validate_url(url)
+    opts: dict[str, object] = {"decode_responses": decode, **kw}
+    multi = parse_multi(url)
+    if multi is None:
+        return aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=wait,
+                **opts,  # type: ignore[arg-type]
+            )
+        )
+    auth = {"username": multi.username, "password": multi.password}
+    if multi.kind == "cluster":
+        opts.pop("health_check_interval", None)  # not a cluster option in redis.asyncio
+        return cast(
+            aioredis.Redis,
+            AioCluster(
+                startup_nodes=[AioNode(h, p) for h, p in multi.hosts],
+                ssl=multi.tls,
+                max_connections=max_connections,
+                **auth,
+                **opts,  # type: ignore[arg-type]
+            ),
+        )
+    conn_opts = {k: v for k, v in opts.items() if k.startswith("socket_")}
+    sentinel = AioSentinel(
+        list(multi.hosts),
+        sentinel_kwargs={**conn_opts, "ssl": multi.tls},
+        **conn_opts,  # type: ignore[arg-type]
+    )
+    assert multi.master is not None
+    return sentinel.master_for(multi.master, db=multi.db, ssl=multi.tls, **auth, **opts)  # type: ignore[arg-type]
+
+
 def is_cluster(conn: object) -> bool:
     """Whether ``conn`` is a Redis Cluster client (keys of one command must share a slot)."""
-    return isinstance(conn, RedisCluster)
+    return isinstance(conn, RedisCluster | AioCluster)
 
 
 def key_slot(key: str | bytes) -> int:

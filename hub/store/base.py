@@ -8,6 +8,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from gridq.redisurl import aio_client
+
 from ..config import HubSettings
 from . import scripts
 
@@ -24,16 +26,14 @@ class StoreBase:
         # (a hub briefly overloaded by heartbeats), they queue for a connection instead
         # of failing with "Too many connections" (503). Redis serves one command at a
         # time anyway; more connections would only add sockets to the event loop.
-        self.r: aioredis.Redis = conn or aioredis.Redis.from_pool(
-            aioredis.BlockingConnectionPool.from_url(
-                settings.redis_url,
-                decode_responses=True,
-                socket_connect_timeout=2.0,
-                socket_timeout=5.0,
-                health_check_interval=30,
-                max_connections=64,
-                timeout=10.0,
-            )
+        self.r: aioredis.Redis = conn or aio_client(
+            settings.redis_url,
+            decode=True,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            health_check_interval=30,
+            max_connections=64,
+            wait=10.0,
         )
         self._heartbeat = self.r.register_script(scripts.HEARTBEAT)
         self._auth_read = self.r.register_script(scripts.AUTH_READ)
