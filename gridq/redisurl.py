@@ -164,6 +164,9 @@ def client(
         return redis.Redis.from_url(url, **opts)  # type: ignore[arg-type]
     auth = {"username": multi.username, "password": multi.password}
     if multi.kind == "cluster":
+        # Deprecated for cluster nodes (redis-py 6+): timeouts are retried by the
+        # cluster client's own retry, which NoBackoff/0 attempts still turns off.
+        opts.pop("retry_on_timeout", None)
         return cast(
             redis.Redis,
             RedisCluster(
