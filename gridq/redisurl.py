@@ -16,7 +16,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -227,6 +227,29 @@ def aio_client(
     )
     assert multi.master is not None
     return sentinel.master_for(multi.master, db=multi.db, ssl=multi.tls, **auth, **opts)  # type: ignore[arg-type]
+
+
+def direct_url(url: str, timeout: float = 2.0) -> str:
+    """A plain URL of one server behind a cluster or sentinel URL (the first cluster
+    node; the master the sentinels name now), for checks that speak RESP themselves.
+    Other URLs are returned as they are. ConnectionError if no sentinel names a master."""
+    m = parse_multi(url)
+    if m is None:
+        return url
+    if m.kind == "cluster":
+        host, port = m.hosts[0]
+    else:
+        assert m.master is not None
+        try:
+            host, port = Sentinel(list(m.hosts), socket_timeout=timeout).discover_master(m.master)
+        except rexc.RedisError as exc:
+            raise ConnectionError(
+                f"no sentinel in {mask(url)} names a master {m.master!r}: {type(exc).__name__}"
+            ) from None
+    auth = ""
+    if m.password is not None:
+        auth = f"{quote(m.username or '', safe='')}:{quote(m.password, safe='')}@"
+    return f"{'rediss' if m.tls else 'redis'}://{auth}{host}:{port}/{m.db}"
 
 
 def is_cluster(conn: object) -> bool:

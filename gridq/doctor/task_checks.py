@@ -18,6 +18,7 @@ from gridq import protocol
 from gridq.doctor.checks import Check, fail, ok, warn
 from gridq.keys import PREFIX, QueueKeys, queue_of
 from gridq.queue import Queue
+from gridq.redisurl import parse_multi
 
 IDLE_AFTER = 60.0  # seconds without a claim while jobs wait: nobody listens
 SCAN_LIMIT = 20_000  # keys looked at when hunting for unread queues
@@ -70,6 +71,9 @@ class TaskInfo:
 
 def redis_identity(url: str) -> tuple[str, int, int]:
     """(host, port, db) of a Redis URL, masked or not: two URLs naming the same Redis match."""
+    multi = parse_multi(url)
+    if multi:
+        return (",".join(sorted(f"{h}:{p}" for h, p in multi.hosts)).lower(), 0, multi.db)
     p = urlsplit(url)
     db = 0
     path = p.path.strip("/")
