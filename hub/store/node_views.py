@@ -113,16 +113,23 @@ class NodeViews:
             )
         return out
 
+    async def _with_meta(
+        self, records_key: str
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+        """Every node's meta, its entry in ``records_key`` and its last-seen time, in one
+        round trip: what a status needs."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.HUB_NODE_META)
+        pipe.hgetall(records_key)
+        pipe.zrange(keys.HUB_NODE_SEEN, 0, -1, withscores=True)
+        metas, records, seen_list = await pipe.execute()
+        return metas, records, dict(seen_list)
+
     async def live_records(self) -> dict[str, dict[str, Any]]:
         """The last heartbeat of each node whose instances count (see counts()). GET
         /api/tasks needs only this: no assignments, no pydantic models, so a read stays
         cheap with hundreds of nodes heartbeating."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.HUB_NODE_META)
-        pipe.hgetall(keys.HUB_NODES)
-        pipe.zrange(keys.HUB_NODE_SEEN, 0, -1, withscores=True)
-        metas, records, seen_list = await pipe.execute()
-        seen = dict(seen_list)
+        metas, records, seen = await self._with_meta(keys.HUB_NODES)
         now = time.time()
         out: dict[str, dict[str, Any]] = {}
         for nid, raw in records.items():
@@ -136,12 +143,7 @@ class NodeViews:
     async def online(self) -> list[tuple[str, str]]:
         """(node id, capabilities JSON) of every online node, by id: only what placement
         needs, small records rather than the full heartbeats."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.HUB_NODE_META)
-        pipe.hgetall(keys.HUB_NODE_CAPS)
-        pipe.zrange(keys.HUB_NODE_SEEN, 0, -1, withscores=True)
-        metas, caps, seen_list = await pipe.execute()
-        seen = dict(seen_list)
+        metas, caps, seen = await self._with_meta(keys.HUB_NODE_CAPS)
         now = time.time()
         out: list[tuple[str, str]] = []
         for nid in sorted(caps):
