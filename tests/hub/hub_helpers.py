@@ -74,4 +74,4 @@ def periodic_pass(client: TestClient) -> None:
     """Run one tick of the hub's background loop (disabled in tests) on its event loop."""
     portal = client.portal
     assert portal is not None
-    portal.call(client.app.state.store.periodic)  # type: ignore[attr-defined]
+    portal.call(client.app.state.store.scheduling.periodic)  # type: ignore[attr-defined]

@@ -70,7 +70,7 @@ def test_silence_during_the_hubs_redis_outage_is_not_offline(
 
         # A node that stays silent while the hub can hear it is still declared offline.
         conn.zadd("gridq:{hub}:node_seen", {nid: time.time() - 10})
-        store.listening_since = time.time() - 3.5
+        store.nodes.listening_since = time.time() - 3.5
         periodic_pass(client)
         node = client.get(f"/api/nodes/{nid}", headers=ADMIN_H).json()
         assert node["status"] == "offline" and node["assigned"] == {}, node
