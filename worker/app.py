@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from gridq import contract as c
 from gridq import protocol
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ class App:
             if not self.input_url or not self.input_queue:
                 raise ConfigError(
                     "no input queue: pass App(input_url=..., input_queue=...) "
-                    "or set INPUT_REDIS_URL and INPUT_QUEUE"
+                    f"or set {c.ENV_INPUT_REDIS_URL} and {c.ENV_INPUT_QUEUE}"
                 )
             self._queue = Queue.from_url(self.input_url, self.input_queue)
         return self._queue

@@ -40,6 +40,7 @@ from gridq.worker.retries import Retries
 from gridq.worker.settings import WorkerSettings, load_worker_settings
 
 from gridq import __version__, protocol
+from gridq import contract as c
 from gridq.errors import (
     EXIT_OK,
     EXIT_REDIS_AUTH,
@@ -48,42 +49,11 @@ from gridq.errors import (
     RedisUnavailable,
 )
 from gridq.metrics_http import MetricsServer
+from gridq.outage import OutageLog
 from gridq.queue import Queue
-from gridq.redisurl import check, explain, mask, mask_text
+from gridq.redisurl import check, explain, mask
 
 log = logging.getLogger("gridq.worker")
-
-
-class _Outage:
-    """One log line when Redis goes away, one when it is back; backoff in between."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.down_since: float | None = None
-        self.recoveries = 0
-
-    def failed(self, exc: BaseException, url: str) -> float:
-        """Log (once per outage) and return how long to wait. Auth errors are fatal."""
-        err = explain(exc, url)
-        if isinstance(err, RedisAuthError):
-            raise err
-        with self._lock:
-            if self.down_since is None:
-                self.down_since = time.monotonic()
-                what = str(err) if err else mask_text(str(exc) or type(exc).__name__)
-                log.error("Redis trouble: %s; retrying with backoff", what)
-            waited = time.monotonic() - self.down_since
-        return min(2.0, 0.05 * 2 ** min(waited * 2, 6))
-
-    def ok(self) -> None:
-        if self.down_since is None:  # lock-free fast path: the hot case
-            return
-        with self._lock:
-            if self.down_since is None:
-                return
-            log.warning("Redis is reachable again after %.1f s", time.monotonic() - self.down_since)
-            self.down_since = None
-            self.recoveries += 1
 
 
 class Worker:
@@ -100,9 +70,11 @@ class Worker:
         self.settings = s = settings if settings is not None else load_worker_settings()
         app.configure(s)
         if not app.input_url:
-            raise ConfigError("no input Redis URL: set INPUT_REDIS_URL or App(input_url=...)")
+            raise ConfigError(
+                f"no input Redis URL: set {c.ENV_INPUT_REDIS_URL} or App(input_url=...)"
+            )
         if not app.input_queue:
-            raise ConfigError("no input queue: set INPUT_QUEUE or App(input_queue=...)")
+            raise ConfigError(f"no input queue: set {c.ENV_INPUT_QUEUE} or App(input_queue=...)")
         self.input_url: str = app.input_url
         self.output_url: str = app.output_url or app.input_url
         self.queue: str = app.input_queue
@@ -151,7 +123,10 @@ class Worker:
         self._fatal: int | None = None
         self._fatal_msg = ""
         self._last_beat = 0.0
-        self._outage = _Outage()
+        # One line when Redis goes away, one when it is back; backoff in between.
+        self._outage = OutageLog(
+            log, down_level=logging.ERROR, up_message="Redis is reachable again after %.1f s"
+        )
         self._reconciled = 0
         self.metrics_port: int | None = None
         self.pool: Pool | None = None
@@ -343,7 +318,7 @@ class Worker:
                 break
             except redis.RedisError as exc:
                 try:
-                    time.sleep(self._outage.failed(exc, self.input_url))
+                    time.sleep(self._backoff(exc, self.input_url))
                 except RedisAuthError:
                     break
         # Not requeued (Redis gone)? They stay in the in-flight list, and the reaper of
@@ -420,7 +395,7 @@ class Worker:
                         continue
                     items = [one]
                     touch = True
-                self._outage.ok()
+                self._outage.up()
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 continue
@@ -448,9 +423,18 @@ class Worker:
         while not self._stopping and time.monotonic() < end:
             time.sleep(0.05)
 
+    def _backoff(self, exc: BaseException, url: str) -> float:
+        """Log (once per outage) and return how long to wait. Auth errors are fatal."""
+        err = explain(exc, url)
+        if isinstance(err, RedisAuthError):
+            raise err
+        what = str(err) if err else (str(exc) or type(exc).__name__)
+        self._outage.down(f"Redis trouble: {what}; retrying with backoff")
+        return min(2.0, 0.05 * 2 ** min(self._outage.waited() * 2, 6))
+
     def _redis_failed(self, exc: BaseException, url: str) -> None:
         try:
-            delay = self._outage.failed(exc, url)
+            delay = self._backoff(exc, url)
         except RedisAuthError as err:
             self._fatal_msg = str(err)
             log.error("%s", err)
@@ -558,7 +542,7 @@ class Worker:
         while True:
             try:
                 missing = self.broker.settle(s)
-                self._outage.ok()
+                self._outage.up()
                 break
             except redis.RedisError as exc:
                 if self._force or (end is not None and time.monotonic() > end):
@@ -637,7 +621,7 @@ class Worker:
                     next_reap = now + reap_every
                 if not self._stopping:
                     b.promote()
-                self._outage.ok()
+                self._outage.up()
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 next_beat = time.monotonic()  # renew as soon as Redis is back
