@@ -22,16 +22,15 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from gridq import __version__
+from gridq.errors import EXIT_CONFIG
+from gridq.metrics_http import MetricsServer
 from gridq.node.client import HubClient, HubRejected, HubUnavailable
 from gridq.node.config import NodeSettings
 from gridq.node.identity import IdentityStore
 from gridq.node.metrics import NodeMetrics
 from gridq.node.reconcile import Reconciler
 from gridq.node.runtime.base import Runtime
-
-from gridq import __version__
-from gridq.errors import EXIT_CONFIG
-from gridq.metrics_http import MetricsServer
 from gridq.nodeproto import Assignment, Heartbeat, NodeInfo
 from gridq.outage import OutageLog
 from gridq.redisurl import mask_text

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 import httpx
-from gridq.node.identity import Identity, IdentityStore
 
+from gridq.node.identity import Identity, IdentityStore
 from gridq.nodeproto import (
     Heartbeat,
     HeartbeatResponse,

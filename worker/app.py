@@ -17,9 +17,8 @@ from gridq import contract as c
 from gridq import protocol
 
 if TYPE_CHECKING:
-    from gridq.worker.settings import WorkerSettings
-
     from gridq.queue import Queue
+    from gridq.worker.settings import WorkerSettings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -201,10 +200,9 @@ class App:
     def queue(self) -> Queue:
         """The producer side of the input queue (settings read on first use)."""
         if self._queue is None:
-            from gridq.worker.settings import load_worker_settings
-
             from gridq.errors import ConfigError
             from gridq.queue import Queue
+            from gridq.worker.settings import load_worker_settings
 
             if self.input_url is None or self.input_queue is None:
                 self.configure(load_worker_settings())

@@ -10,9 +10,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from gridq.worker.settings import WorkerSettings
-
 from gridq import contract, keys
+from gridq.worker.settings import WorkerSettings
 
 
 def probe(settings: WorkerSettings, timeout: float = 3.0) -> tuple[bool, str]:

@@ -11,9 +11,8 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gridq.worker.results import Outcome
-
     from gridq.protocol import Job
+    from gridq.worker.results import Outcome
 
 log = logging.getLogger("gridq.worker")
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from gridq.errors import JobTimeout
 from gridq.worker.results import (
     ERROR,
     Dispatch,
@@ -40,8 +41,6 @@ from gridq.worker.results import (
     timed_out,
     timeout_of,
 )
-
-from gridq.errors import JobTimeout
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 from gridq.worker.middleware import Middleware
 
 if TYPE_CHECKING:
+    from gridq.protocol import Job
     from gridq.worker.app import Task
     from gridq.worker.results import Outcome
-
-    from gridq.protocol import Job
 
 
 @dataclass(frozen=True, slots=True)

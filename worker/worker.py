@@ -30,14 +30,6 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 import redis
-from gridq.worker.app import App
-from gridq.worker.broker import MAX_BATCH, Broker, Settlement, make_client
-from gridq.worker.metrics import Metrics
-from gridq.worker.middleware import Middleware, call
-from gridq.worker.pools import Pool, ProcessPool, make_pool
-from gridq.worker.results import DEAD, OK, Dispatch, Outcome
-from gridq.worker.retries import Retries
-from gridq.worker.settings import WorkerSettings, load_worker_settings
 
 from gridq import __version__, protocol
 from gridq import contract as c
@@ -52,6 +44,14 @@ from gridq.metrics_http import MetricsServer
 from gridq.outage import OutageLog
 from gridq.queue import Queue
 from gridq.redisurl import check, explain, mask
+from gridq.worker.app import App
+from gridq.worker.broker import MAX_BATCH, Broker, Settlement, make_client
+from gridq.worker.metrics import Metrics
+from gridq.worker.middleware import Middleware, call
+from gridq.worker.pools import Pool, ProcessPool, make_pool
+from gridq.worker.results import DEAD, OK, Dispatch, Outcome
+from gridq.worker.retries import Retries
+from gridq.worker.settings import WorkerSettings, load_worker_settings
 
 log = logging.getLogger("gridq.worker")
 

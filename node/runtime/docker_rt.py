@@ -22,6 +22,7 @@ from typing import Any
 import docker
 import docker.errors
 from docker.types import LogConfig
+
 from gridq.node.config import NodeSettings
 from gridq.node.diagnose import (
     diagnose,
@@ -31,7 +32,6 @@ from gridq.node.diagnose import (
     start_failure,
 )
 from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
-
 from gridq.ports import free_port
 from gridq.redisurl import mask_text
 

@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+
 from gridq.node.config import NodeSettings
 from gridq.node.diagnose import diagnose, elf_platform, host_platform, same_platform
 from gridq.node.runtime.base import Instance, Observed, StartFailed
-
 from gridq.ports import free_port
 from gridq.redisurl import mask_text
 
