@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -47,10 +48,10 @@ from gridq.redisurl import check, explain, mask
 from gridq.worker.app import App
 from gridq.worker.broker import MAX_BATCH, Broker, Settlement, make_client
 from gridq.worker.metrics import Metrics
-from gridq.worker.middleware import Middleware, call
+from gridq.worker.middleware import Middleware, call, overriding
 from gridq.worker.pools import Pool, ProcessPool, make_pool
 from gridq.worker.results import DEAD, OK, Dispatch, Outcome
-from gridq.worker.retries import Retries
+from gridq.worker.retries import Retries, RetryPolicy
 from gridq.worker.settings import WorkerSettings, load_worker_settings
 
 log = logging.getLogger("gridq.worker")
@@ -64,6 +65,7 @@ class Worker:
         *,
         burst: bool | None = None,
         middleware: Iterable[Middleware] = (),
+        retry_policy: RetryPolicy | None = None,
         install_signals: bool = True,
     ) -> None:
         self.app = app
@@ -95,7 +97,7 @@ class Worker:
 
         self._cond = threading.Condition()
         self._pending: int = 0  # claimed and not finished running (fetcher's budget)
-        self.retries = Retries()
+        self.retries: RetryPolicy = retry_policy if retry_policy is not None else Retries()
         self.metrics = Metrics(
             self.queue,
             {
@@ -110,6 +112,9 @@ class Worker:
             lambda: float(self._pending),
         )
         self.middleware: list[Middleware] = [self.metrics, *middleware]
+        # Per-job hooks only when some middleware has them: the hot path stays bare.
+        self._before_job = overriding(self.middleware, "before_job")
+        self._after_job = overriding(self.middleware, "after_job")
         self._unsettled = 0  # finished, outcome not yet written
         self._claimed: Counter[bytes] = Counter()  # claimed, not settled/requeued
         self._claimed_lock = threading.Lock()
@@ -185,6 +190,7 @@ class Worker:
                 self._on_done,
                 max_jobs_per_child=self.settings.worker_max_jobs_per_child,
                 max_rss_mb=self.settings.worker_max_rss_mb,
+                before=partial(call, self._before_job, "before_job") if self._before_job else None,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -472,6 +478,8 @@ class Worker:
 
     def _on_done(self, d: Dispatch, out: Outcome) -> None:
         # Called once per job by the pool, from whichever thread finished it.
+        if self._after_job and d.handler is not None:  # it ran (else on_dead only)
+            call(self._after_job, "after_job", d.job, out.task, out)
         with self._cond:
             self._pending -= 1
             self._unsettled += 1
