@@ -633,7 +633,3 @@ class Worker:
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 next_beat = time.monotonic()  # renew as soon as Redis is back
-
-
-def run_worker(app: App, settings: WorkerSettings | None = None, **kw: Any) -> int:
-    return Worker(app, settings, **kw).run()

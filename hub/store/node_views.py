@@ -131,6 +131,3 @@ class NodeViewStore(StoreBase):
     async def get_node(self, node_id: str) -> NodeView | None:
         views = await self.list_nodes(only=node_id)
         return views[0] if views else None
-
-    async def is_deleted(self, node_id: str) -> bool:
-        return bool(await self.r.sismember(keys.HUB_NODES_DELETED, node_id))

@@ -18,11 +18,6 @@ ObservedState = Literal["starting", "running", "exited"]
 class StartFailed(Exception):
     """The instance could not be started; ``diagnosis`` says why in plain words."""
 
-    def __init__(self, diagnosis: str, *, retryable: bool = True) -> None:
-        super().__init__(diagnosis)
-        self.diagnosis = diagnosis
-        self.retryable = retryable
-
 
 @dataclass
 class Instance:
