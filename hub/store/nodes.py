@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from gridq import keys
+from gridq.errors import PermanentError
 from gridq.nodeproto import Heartbeat, NodeInfo, RegisterRequest, RegisterResponse
 
 from .base import dumps
@@ -27,11 +28,11 @@ log = logging.getLogger("gridq.hub")
 NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-class NodeAuthError(Exception):
+class NodeAuthError(PermanentError):
     """Unknown node id or wrong secret (401)."""
 
 
-class NodeGone(Exception):
+class NodeGone(PermanentError):
     """The node was deleted (410): it must register again."""
 
 

@@ -137,7 +137,10 @@ class ProcessRuntime:
             return self._observe(running)
         argv = inst.spec.command
         if not argv:
-            raise StartFailed("the task has no command: the process runtime runs spec.command ")
+            raise StartFailed(
+                "the task has no command: the process runtime runs spec.command "
+                "(e.g. ['gridq', 'worker', 'pkg.mod:app'])"
+            )
         if argv[0] == "gridq" and shutil.which("gridq") is None:
             # gridq installed in a venv that is not on PATH: use this interpreter's.
             argv = [sys.executable, "-m", "gridq.cli.main", *argv[1:]]
