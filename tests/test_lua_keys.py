@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from gridq.hub.store import scripts as hub_scripts
-from gridq.worker import broker
 
 from gridq import queue
+from gridq.hub.store import scripts as hub_scripts
+from gridq.worker import broker
 
 SCRIPTS = {
     **{

@@ -4,9 +4,9 @@ stays in the one slot of ``gridq:{hub}:...``."""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from gridq.hub.main import create_app
 
 from gridq import keys
+from gridq.hub.main import create_app
 from gridq.redisurl import key_slot
 from tests.cluster.conftest import Cluster
 from tests.hub.hub_helpers import (

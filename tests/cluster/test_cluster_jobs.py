@@ -7,12 +7,12 @@ import json
 import time
 from itertools import count
 
-from gridq.worker import App
 from redis.cluster import RedisCluster
 
 from gridq import keys, protocol
 from gridq.queue import Queue
 from gridq.redisurl import client, key_slot
+from gridq.worker import App
 from tests.cluster.conftest import Cluster
 from tests.worker.conftest import Running, settings
 

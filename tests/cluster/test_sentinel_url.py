@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from gridq.worker import App
 
 from gridq.ports import free_port
 from gridq.queue import Queue
 from gridq.redisurl import client, mask
+from gridq.worker import App
 from tests.conftest import RedisServer, need
 from tests.worker.conftest import Running, settings
 

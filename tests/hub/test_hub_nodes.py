@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from gridq.hub import deps
 from hub_helpers import (
     ADMIN,
     ADMIN_H,
@@ -22,6 +21,8 @@ from hub_helpers import (
     register,
     task_body,
 )
+
+from gridq.hub import deps
 
 ADMIN_PATHS = [
     ("get", "/api/tasks"),

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from gridq.hub.main import create_app
 from hub_helpers import ADMIN_H, heartbeat, periodic_pass, register, settings_for, task_body
 
+from gridq.hub.main import create_app
 from tests.conftest import RedisServer
 
 
