@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gridq.jobs import JobCancelled, JobFailed, JobHandle, JobUnknown
     from gridq.queue import Queue
 
 __version__ = "0.1.0"
-__all__ = ["Queue", "__version__"]
+__all__ = ["JobCancelled", "JobFailed", "JobHandle", "JobUnknown", "Queue", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from gridq.queue import Queue
 
         return Queue
+    if name in ("JobHandle", "JobFailed", "JobCancelled", "JobUnknown"):
+        from gridq import jobs
+
+        return getattr(jobs, name)
     raise AttributeError(f"module 'gridq' has no attribute {name!r}")

@@ -87,6 +87,33 @@ class QueueKeys:
         """STRING with TTL = lease: present while the consumer lives (renewed by its heartbeat)."""
         return f"{self._base}:alive:{consumer_id}"
 
+    def job(self, job_id: str) -> str:
+        """HASH with TTL: one job's record (status, attempts, times, result, error)."""
+        return f"{self._base}:job:{job_id}"
+
+    def done(self, job_id: str) -> str:
+        """LIST with TTL: pushed once when the job finishes; JobHandle.get() blocks on it."""
+        return f"{self._base}:done:{job_id}"
+
+    def unique(self, key: str) -> str:
+        """STRING: id of the job holding the unique key ``key`` (enqueue(key=...))."""
+        return f"{self._base}:unique:{key}"
+
+    @property
+    def running(self) -> str:
+        """HASH: job id -> "started_at consumer" for claimed jobs that keep a record."""
+        return f"{self._base}:running"
+
+    @property
+    def cancelled(self) -> str:
+        """SET: ids of cancelled jobs not yet dropped by a claim (they never start)."""
+        return f"{self._base}:cancelled"
+
+    @property
+    def kill(self) -> str:
+        """SET: ids of running jobs whose cancel a worker still has to carry out."""
+        return f"{self._base}:kill"
+
     @property
     def tagged_prefix(self) -> str:
         """Start of every gridq key of this queue (for SCAN MATCH; escape it first)."""
@@ -144,6 +171,12 @@ def all_documented() -> list[str]:
         q.last_claim,
         q.paused,
         q.alive("<consumer>"),
+        q.job("<id>"),
+        q.done("<id>"),
+        q.unique("<key>"),
+        q.running,
+        q.cancelled,
+        q.kill,
         HUB_TASKS,
         HUB_TASK_ORDER,
         HUB_TASK_SEQ,

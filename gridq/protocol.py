@@ -43,6 +43,11 @@ class Job:
     retries: int | None = None
     timeout: float | None = None
     priority: int = 0
+    # Seconds the job's record lives after it finished (gridq/jobs.py); None: the job
+    # keeps no record (raw items, producers that write envelopes themselves).
+    result_ttl: int | None = None
+    key: str | None = None  # unique key (enqueue(key=...)), released when it finishes
+    unique_for: float | None = None  # ... that long after it finished
     # The exact bytes as they sit in the queue: what acknowledging removes.
     item: bytes = b""
 
@@ -62,19 +67,32 @@ def encode(
     timeout: float | None = None,
     priority: int = 0,
     enqueued_at: float | None = None,
+    result_ttl: int | None = None,
+    key: str | None = None,
+    unique_for: float | None = None,
 ) -> bytes:
-    """Build an envelope. Raises TypeError if the arguments are not JSON-serialisable."""
-    body: dict[str, Any] = {
-        ENVELOPE_MARK: FORMAT_VERSION,
-        "id": job_id or new_id(),
-        "task": task,
-        "args": list(args),
-        "kwargs": kwargs or {},
-        "attempt": attempt,
-        "enqueued_at": time.time() if enqueued_at is None else enqueued_at,
-    }
+    """Build an envelope. Raises TypeError if the arguments are not JSON-serialisable.
+
+    ``ttl`` comes right after ``id``: the worker's Lua scripts recognise a job that
+    keeps a record by that prefix (``{"gridq":1,"id":"...","ttl":``) without decoding."""
+    body: dict[str, Any] = {ENVELOPE_MARK: FORMAT_VERSION, "id": job_id or new_id()}
+    if result_ttl is not None:
+        body["ttl"] = result_ttl
+    body.update(
+        {
+            "task": task,
+            "args": list(args),
+            "kwargs": kwargs or {},
+            "attempt": attempt,
+            "enqueued_at": time.time() if enqueued_at is None else enqueued_at,
+        }
+    )
     if retries is not None:
         body["retries"] = retries
+    if key is not None:
+        body["key"] = key
+    if unique_for is not None:
+        body["unique_for"] = unique_for
     if timeout is not None:
         body["timeout"] = timeout
     if priority:
@@ -144,6 +162,19 @@ def decode(item: bytes) -> Job:
         or not 0 <= priority <= MAX_PRIORITY
     ):
         raise MalformedJob(f"envelope field 'priority' must be an integer 0..{MAX_PRIORITY}")
+    result_ttl = body.get("ttl")
+    if result_ttl is not None and (
+        not isinstance(result_ttl, int) or isinstance(result_ttl, bool) or result_ttl <= 0
+    ):
+        raise MalformedJob("envelope field 'ttl' must be a positive integer")
+    key = body.get("key")
+    if key is not None and not isinstance(key, str):
+        raise MalformedJob("envelope field 'key' must be a string")
+    unique_for = body.get("unique_for")
+    if unique_for is not None and (
+        not isinstance(unique_for, int | float) or isinstance(unique_for, bool) or unique_for < 0
+    ):
+        raise MalformedJob("envelope field 'unique_for' must be a number >= 0")
     if "raw" in body:
         raw = body["raw"]
         if not isinstance(raw, str):
@@ -174,6 +205,9 @@ def decode(item: bytes) -> Job:
         retries=retries,
         timeout=timeout,
         priority=priority,
+        result_ttl=result_ttl,
+        key=key,
+        unique_for=unique_for,
         item=item,
     )
 
@@ -192,6 +226,9 @@ def with_attempt(job: Job, attempt: int) -> bytes:
         timeout=job.timeout,
         priority=job.priority,
         enqueued_at=job.enqueued_at,
+        result_ttl=job.result_ttl,
+        key=job.key,
+        unique_for=job.unique_for,
     )
 
 

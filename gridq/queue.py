@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import redis
 
-from gridq import protocol
+from gridq import jobs, protocol
+from gridq.jobs import JobHandle
 from gridq.keys import QueueKeys
 from gridq.redisurl import client, mask
 
@@ -35,6 +37,15 @@ class Queue:
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, url={mask(self._url)!r})"
 
+    @property
+    def url(self) -> str | None:
+        """The URL this queue was opened with (None when built from a connection)."""
+        return self._url
+
+    def job(self, job_id: str) -> JobHandle:
+        """The handle of job ``job_id`` in this queue (from any process)."""
+        return JobHandle(self, str(job_id))
+
     # --- producing ------------------------------------------------------------------
 
     def enqueue(
@@ -43,13 +54,34 @@ class Queue:
         *args: Any,
         _priority: int = 0,
         _delay: float | None = None,
+        _eta: datetime | None = None,
         _retries: int | None = None,
         _timeout: float | None = None,
         _job_id: str | None = None,
+        _key: str | None = None,
+        _unique_for: float | None = None,
+        _result_ttl: int | None = None,
         **kwargs: Any,
-    ) -> str:
-        """Enqueue a named task; returns the job id. ``_priority`` 1..9 runs before 0 (higher first)."""
-        job_id = _job_id or protocol.new_id()
+    ) -> JobHandle:
+        """Enqueue a named task; returns its JobHandle (``str(handle)`` is the id).
+
+        ``_priority`` 1..9 runs before 0 (higher first); ``_delay`` seconds or ``_eta``
+        (an aware datetime) hold it back; ``_key`` makes it unique in this queue while
+        it waits or runs (and ``_unique_for`` seconds after): enqueueing the same key
+        again returns the existing job's handle. ``_result_ttl`` (default
+        ``GRIDQ_RESULT_TTL``, 86400) is how long its record lives; 0 keeps none."""
+        job_id = jobs.check_job_id(_job_id) if _job_id else protocol.new_id()
+        if not 0 <= _priority <= protocol.MAX_PRIORITY:
+            raise ValueError(f"priority must be 0..{protocol.MAX_PRIORITY}")
+        due = jobs.due_time(_delay, _eta)
+        ttl = jobs.default_result_ttl() if _result_ttl is None else int(_result_ttl)
+        if ttl < 0:
+            raise ValueError("result_ttl must be >= 0 seconds")
+        if _unique_for is not None and _unique_for < 0:
+            raise ValueError("unique_for must be >= 0 seconds")
+        if _key is not None and ttl == 0:
+            ttl = max(1, int(_unique_for or 0))  # the unique key lives with the record
+        now = time.time()
         item = protocol.encode(
             task,
             args,
@@ -58,9 +90,39 @@ class Queue:
             retries=_retries,
             timeout=_timeout,
             priority=_priority,
+            enqueued_at=now,
+            result_ttl=ttl or None,
+            key=_key,
+            unique_for=_unique_for,
         )
-        self.push_items([item], priority=_priority, delay=_delay)
-        return job_id
+        if not ttl:
+            self.push_items([item], priority=_priority, due=due)
+            return JobHandle(self, job_id)
+        k = self.keys
+        if due is not None:
+            target = k.delayed
+        else:
+            target = k.priority(_priority) if _priority else k.pending
+        # The record outlives the wait: a job due in 3 days keeps it until it ran.
+        record_ttl = ttl + max(0, int((due or now) - now) + 1)
+        holder = self.conn.eval(
+            jobs.ENQUEUE,
+            3,
+            target,
+            k.job(job_id),
+            k.unique(_key) if _key is not None else k.job(job_id),
+            item,
+            job_id,
+            record_ttl,
+            jobs.SCHEDULED if due is not None else jobs.QUEUED,
+            repr(now),
+            task,
+            repr(due) if due is not None else "",
+            _key if _key is not None else "",
+            repr(float(_unique_for or 0)),
+            ttl,
+        )
+        return JobHandle(self, holder.decode() if isinstance(holder, bytes) else str(holder))
 
     def push_raw(self, *items: bytes | str) -> int:
         """LPUSH raw items in order (the first given runs first); returns the new depth."""
@@ -68,8 +130,14 @@ class Queue:
         return self.push_items(data)
 
     def push_items(
-        self, items: Iterable[bytes], *, priority: int = 0, delay: float | None = None
+        self,
+        items: Iterable[bytes],
+        *,
+        priority: int = 0,
+        delay: float | None = None,
+        due: float | None = None,
     ) -> int:
+        """Push ready-made items (no job records); ``delay`` seconds or ``due`` unix time."""
         items = list(items)
         if not items:
             return 0
@@ -77,6 +145,7 @@ class Queue:
             raise ValueError(f"priority must be 0..{protocol.MAX_PRIORITY}")
         if delay:
             due = time.time() + delay
+        if due is not None:
             return int(self.conn.zadd(self.keys.delayed, {i: due for i in items}))
         key = self.keys.priority(priority) if priority else self.keys.pending
         return int(self.conn.lpush(key, *items))

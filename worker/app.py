@@ -11,12 +11,14 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from gridq import contract as c
 from gridq import protocol
 
 if TYPE_CHECKING:
+    from gridq.jobs import JobHandle
     from gridq.queue import Queue
     from gridq.worker.settings import WorkerSettings
 
@@ -27,7 +29,9 @@ DEFAULT_TASK = "__default__"
 
 # Options a task accepts. Anything else is a typo the user wants to hear about at
 # import time, not when the first job fails.
-TASK_OPTIONS = frozenset({"name", "retries", "backoff", "max_backoff", "timeout", "priority"})
+TASK_OPTIONS = frozenset(
+    {"name", "retries", "backoff", "max_backoff", "timeout", "priority", "result_ttl", "unique_for"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,8 @@ class TaskOptions:
     max_backoff: float | None = None  # cap in seconds (default 300)
     timeout: float | None = None  # seconds; None: no limit
     priority: int = 0  # default priority for .delay(); higher runs first
+    result_ttl: int | None = None  # seconds the job record lives; None: GRIDQ_RESULT_TTL
+    unique_for: float | None = None  # enqueue(key=...) stays unique this long after the end
 
 
 def _check_options(where: str, options: dict[str, Any]) -> TaskOptions:
@@ -54,6 +60,12 @@ def _check_options(where: str, options: dict[str, Any]) -> TaskOptions:
         v = opts.get(key)
         if v is not None and (not isinstance(v, int | float) or v <= 0):
             raise TypeError(f"{where}: {key} must be a positive number of seconds")
+    for key in ("result_ttl", "unique_for"):
+        v = opts.get(key)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
+            raise TypeError(f"{where}: {key} must be a number of seconds >= 0")
+    if opts.get("result_ttl") is not None:
+        opts["result_ttl"] = int(opts["result_ttl"])
     prio = opts.get("priority", 0)
     if not isinstance(prio, int) or not 0 <= prio <= protocol.MAX_PRIORITY:
         raise TypeError(f"{where}: priority must be an integer 0..{protocol.MAX_PRIORITY}")
@@ -81,8 +93,8 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<gridq task {self.name}>"
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """Enqueue with the task's defaults; returns the job id."""
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        """Enqueue with the task's defaults; returns the JobHandle."""
         return self.enqueue(args, kwargs)
 
     def enqueue(
@@ -92,18 +104,29 @@ class Task(Generic[P, R]):
         *,
         priority: int | None = None,
         delay: float | None = None,
+        eta: datetime | None = None,
+        key: str | None = None,
+        unique_for: float | None = None,
+        result_ttl: int | None = None,
         retries: int | None = None,
         timeout: float | None = None,
         job_id: str | None = None,
-    ) -> str:
-        """Enqueue with per-job options (priority 1..9 runs before 0; higher first)."""
+    ) -> JobHandle:
+        """Enqueue with per-job options; returns the JobHandle. ``priority`` 1..9 runs
+        before 0 (higher first); ``delay`` (seconds) or ``eta`` (aware datetime); ``key``
+        makes it unique in the queue (the existing job's handle comes back)."""
         if self.raw:
             raise TypeError("the default handler takes raw items: use app.queue().push_raw()")
+        o = self.options
         return self.app.queue().enqueue(
             self.name,
             *args,
-            _priority=self.options.priority if priority is None else priority,
+            _priority=o.priority if priority is None else priority,
             _delay=delay,
+            _eta=eta,
+            _key=key,
+            _unique_for=o.unique_for if unique_for is None else unique_for,
+            _result_ttl=o.result_ttl if result_ttl is None else result_ttl,
             _retries=retries,
             _timeout=timeout,
             _job_id=job_id,

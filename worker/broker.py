@@ -12,6 +12,7 @@ building key names itself (every key is named in gridq/keys.py).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,40 +39,89 @@ local function target(item)
 end
 """
 
-# KEYS: queue, p1..p9, paused, last_claim, inflight. ARGV: max items, now.
-# Takes from p9 down to p1, then the queue; from the right end (oldest first).
-# Returns -1 while the queue is paused, else the claimed items, oldest first.
-CLAIM = """
+# Lua helper: the id of a job that keeps a record (gridq/jobs.py), else nil. Such
+# envelopes start with {"gridq":1,"id":"<id>","ttl": (protocol.encode writes them so).
+_REC = """
+local function rec_id(item)
+  return string.match(item, '^{"gridq":1,"id":"([^"]+)","ttl":')
+end
+"""
+REC_PREFIX = re.compile(rb'^\{"gridq":1,"id":"([^"]+)","ttl":')
+
+# KEYS: queue, p1..p9, paused, last_claim, inflight, running, cancelled, stats, kill.
+# ARGV: max items, now, consumer id.
+# Takes from p9 down to p1, then the queue; from the right end (oldest first). A job
+# whose id is in the cancelled set is dropped here, never handed out (its record says
+# cancelled already). Returns -1 while the queue is paused, else {claimed items
+# (oldest first), dropped cancelled items}.
+CLAIM = (
+    _REC
+    + """
 if redis.call('EXISTS', KEYS[11]) == 1 then return -1 end
 local n = tonumber(ARGV[1])
 local out = {}
+local dropped = {}
+local stamp = ARGV[2] .. ' ' .. ARGV[3]
 for i = 10, 1, -1 do
   if n <= 0 then break end
   local got = redis.call('RPOP', KEYS[i], n)
   if got then
-    redis.call('LPUSH', KEYS[13], unpack(got))
-    for _, item in ipairs(got) do out[#out + 1] = item end
+    for _, item in ipairs(got) do
+      local id = rec_id(item)
+      if id and redis.call('SREM', KEYS[15], id) == 1 then
+        redis.call('SREM', KEYS[17], id)
+        dropped[#dropped + 1] = item
+      else
+        out[#out + 1] = item
+        if id then redis.call('HSET', KEYS[14], id, stamp) end
+      end
+    end
     n = n - #got
   end
 end
-if #out > 0 then redis.call('SET', KEYS[12], ARGV[2]) end
-return out
+if #out > 0 then
+  redis.call('LPUSH', KEYS[13], unpack(out))
+  redis.call('SET', KEYS[12], ARGV[2])
+end
+if #dropped > 0 then redis.call('HINCRBY', KEYS[16], 'cancelled', #dropped) end
+return {out, dropped}
+"""
+)
+
+# KEYS: inflight, running, cancelled, stats, last_claim, kill. ARGV: item, id, now, consumer.
+# The claim's bookkeeping for one item a blocking BLMOVE moved in flight: drops it
+# (returns 0) if it was cancelled, else marks it running (returns 1).
+ADOPT = """
+if redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
+  redis.call('LREM', KEYS[1], -1, ARGV[1])
+  redis.call('SREM', KEYS[6], ARGV[2])
+  redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. ' ' .. ARGV[4])
+redis.call('SET', KEYS[5], ARGV[3])
+return 1
 """
 
-# KEYS: queue, p1..p9, inflight, stats, delayed, dead, output (output may be a dummy).
-# ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, then
+# KEYS: queue, p1..p9, inflight, stats, delayed, dead, output (output may be a dummy),
+#   running, cancelled, kill, then per job record: record, done, unique key (the record
+#   again when the job has none).
+# ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_rec, then
 #   n_ack acked items, n_result results, n_retry (old, new, due) triples,
-#   n_dead (old, record) pairs.
+#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for, n_fields, fields...).
+# A record already cancelled keeps that status. A finished job's record and its done
+# list get their TTL, and one item is pushed to the done list (JobHandle.get wakes).
 # Returns how many items were no longer in the in-flight list (reclaimed meanwhile).
 SETTLE = (
     _TARGET
     + """
 local now = tonumber(ARGV[1])
-local n_ack, n_res, n_retry, n_dead, n_failed =
-  tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n_ack, n_res, n_retry, n_dead, n_failed, n_rec = tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local inflight, stats, delayed, dead, output = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local running, cancelled, kill = KEYS[16], KEYS[17], KEYS[18]
 local missing = 0
-local i = 7
+local i = 8
 for _ = 1, n_ack do
   if redis.call('LREM', inflight, -1, ARGV[i]) == 0 then missing = missing + 1 end
   i = i + 1
@@ -95,6 +145,37 @@ for _ = 1, n_dead do
   redis.call('LPUSH', dead, ARGV[i + 1])
   i = i + 2
 end
+local k = 19
+for _ = 1, n_rec do
+  local id, st, ttl, hold, nf =
+    ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  -- KEYS[k]: the record, KEYS[k + 1]: its done list, KEYS[k + 2]: its unique key
+  local k0 = k
+  i = i + 5
+  k = k + 3
+  redis.call('HDEL', running, id)
+  local final = st == 'succeeded' or st == 'dead' or st == 'cancelled'
+  local cur = redis.call('HGET', KEYS[k0], 'status')
+  if cur == 'cancelled' then
+    redis.call('SREM', kill, id)
+    if final then redis.call('SREM', cancelled, id) end
+  elseif cur then
+    redis.call('HSET', KEYS[k0], 'status', st, unpack(ARGV, i, i + nf - 1))
+    if final then
+      redis.call('EXPIRE', KEYS[k0], ttl)
+      redis.call('RPUSH', KEYS[k0 + 1], st)
+      redis.call('EXPIRE', KEYS[k0 + 1], ttl)
+      if KEYS[k0 + 2] ~= KEYS[k0] and redis.call('GET', KEYS[k0 + 2]) == id then
+        if hold > 0 then
+          redis.call('EXPIRE', KEYS[k0 + 2], math.ceil(hold))
+        else
+          redis.call('DEL', KEYS[k0 + 2])
+        end
+      end
+    end
+  end
+  i = i + nf
+end
 if n_ack > 0 then redis.call('HINCRBY', stats, 'processed', n_ack) end
 if n_retry > 0 then redis.call('HINCRBY', stats, 'retried', n_retry) end
 if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
@@ -103,15 +184,18 @@ return missing
 """
 )
 
-# KEYS: queue, p1..p9, inflight. ARGV: items in the order they should run next.
+# KEYS: queue, p1..p9, inflight, running. ARGV: items in the order they should run next.
 # Puts them back at the RIGHT end (the head: they run before anything else waiting).
 REQUEUE = (
     _TARGET
+    + _REC
     + """
 local n = 0
 for i = #ARGV, 1, -1 do
   if redis.call('LREM', KEYS[11], -1, ARGV[i]) > 0 then
     redis.call('RPUSH', target(ARGV[i]), ARGV[i])
+    local id = rec_id(ARGV[i])
+    if id then redis.call('HDEL', KEYS[12], id) end
     n = n + 1
   end
 end
@@ -119,10 +203,12 @@ return n
 """
 )
 
-# KEYS: queue, p1..p9, consumers, alive key, inflight of the dead consumer. ARGV: its id.
-# Checks the lease inside the script: a consumer that renewed meanwhile keeps its jobs.
+# KEYS: queue, p1..p9, consumers, alive key, inflight of the dead consumer, running.
+# ARGV: its id. Checks the lease inside the script: a consumer that renewed meanwhile
+# keeps its jobs.
 REAP = (
     _TARGET
+    + _REC
     + """
 if redis.call('EXISTS', KEYS[12]) == 1 then return -1 end
 local n = 0
@@ -130,6 +216,8 @@ while true do
   local item = redis.call('LPOP', KEYS[13])
   if not item then break end
   redis.call('RPUSH', target(item), item)
+  local id = rec_id(item)
+  if id then redis.call('HDEL', KEYS[14], id) end
   n = n + 1
 end
 redis.call('ZREM', KEYS[11], ARGV[1])
@@ -137,7 +225,9 @@ return n
 """
 )
 
-# KEYS: queue, p1..p9, delayed. ARGV: now, limit. Moves due jobs to the back of their list.
+# KEYS: queue, p1..p9, delayed, kill. ARGV: now, limit. Moves due jobs to the back of
+# their list. Returns {how many, ids of running jobs to cancel}: the promoter runs every
+# 0.25 s on every worker anyway, so learning of cancellations costs no extra command.
 PROMOTE = (
     _TARGET
     + """
@@ -147,7 +237,7 @@ for _, item in ipairs(due) do
     redis.call('LPUSH', target(item), item)
   end
 end
-return #due
+return {#due, redis.call('SMEMBERS', KEYS[12])}
 """
 )
 
@@ -167,6 +257,18 @@ MAX_BATCH = 500  # Lua's unpack() and reply sizes stay small
 
 
 @dataclass(slots=True)
+class RecordUpdate:
+    """A job record's new state, written by the settle script (gridq/jobs.py)."""
+
+    job_id: str
+    status: str
+    ttl: int
+    key: str | None  # unique key to release when the job is finished
+    unique_for: float
+    fields: list[str]  # field, value, field, value...
+
+
+@dataclass(slots=True)
 class Settlement:
     """Outcomes collected for one atomic SETTLE call."""
 
@@ -175,6 +277,7 @@ class Settlement:
     retries: list[tuple[bytes, bytes, float]] = field(default_factory=list)
     deads: list[tuple[bytes, bytes]] = field(default_factory=list)
     failed: int = 0
+    records: list[RecordUpdate] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.acks) + len(self.retries) + len(self.deads)
@@ -230,18 +333,32 @@ class Broker:
         self._reap = conn.register_script(REAP)
         self._promote = conn.register_script(PROMOTE)
         self._leave = conn.register_script(LEAVE)
+        self._adopt = conn.register_script(ADOPT)
+        self.dropped: list[bytes] = []  # cancelled items the last claim dropped
 
     # --- taking jobs ------------------------------------------------------------------
 
     def claim(self, n: int) -> list[bytes] | None:
         """Up to ``n`` items, highest priority first; None while the queue is paused."""
+        k = self.k
         res = self._claim(
-            keys=[*self._route, self.k.paused, self.k.last_claim, self.inflight],
-            args=[min(n, MAX_BATCH), repr(time.time())],
+            keys=[
+                *self._route,
+                k.paused,
+                k.last_claim,
+                self.inflight,
+                k.running,
+                k.cancelled,
+                k.stats,
+                k.kill,
+            ],
+            args=[min(n, MAX_BATCH), repr(time.time()), self.consumer_id],
         )
         if isinstance(res, int):
             return None
-        return list(res)
+        items, dropped = res
+        self.dropped = list(dropped)
+        return list(items)
 
     def wait_claim(self, timeout: float) -> bytes | None:
         """Block until one item arrives in the queue list and move it in flight."""
@@ -251,6 +368,21 @@ class Broker:
 
     def touch_last_claim(self) -> None:
         self.conn.set(self.k.last_claim, repr(time.time()))
+
+    def adopt(self, item: bytes) -> bool | None:
+        """The claim's bookkeeping for an item ``wait_claim`` moved: False if it was
+        cancelled (and is dropped), True if marked running, None if it keeps no record
+        (the caller touches last_claim itself, after dispatching)."""
+        m = REC_PREFIX.match(item)
+        if m is None:
+            return None
+        k = self.k
+        return bool(
+            self._adopt(
+                keys=[self.inflight, k.running, k.cancelled, k.stats, k.last_claim, k.kill],
+                args=[item, m.group(1), repr(time.time()), self.consumer_id],
+            )
+        )
 
     # --- outcomes ---------------------------------------------------------------------
 
@@ -274,13 +406,21 @@ class Broker:
             len(s.retries),
             len(s.deads),
             s.failed,
+            len(s.records),
         ]
         args.extend(s.acks)
         args.extend(results)
         for old, new, due in s.retries:
             args.extend((old, new, repr(due)))
-        for old, rec in s.deads:
-            args.extend((old, rec))
+        for old, dead_rec in s.deads:
+            args.extend((old, dead_rec))
+        rec_keys: list[str] = []
+        for r in s.records:
+            args.extend((r.job_id, r.status, r.ttl, repr(r.unique_for), len(r.fields)))
+            args.extend(r.fields)
+            job_key = self.k.job(r.job_id)
+            unique = self.k.unique(r.key) if r.key else job_key
+            rec_keys += [job_key, self.k.done(r.job_id), unique]
         # A dummy in the queue's slot when the results are not written here.
         out_key = (
             self.k.pending if self.separate_output or not self.output_queue else self.output_queue
@@ -293,6 +433,10 @@ class Broker:
                 self.k.delayed,
                 self.k.dead,
                 out_key,
+                self.k.running,
+                self.k.cancelled,
+                self.k.kill,
+                *rec_keys,
             ],
             args=args,
         )
@@ -304,7 +448,8 @@ class Broker:
         for i in range(0, len(items), MAX_BATCH):
             total += int(
                 self._requeue(
-                    keys=[*self._route, self.inflight], args=list(items[i : i + MAX_BATCH])
+                    keys=[*self._route, self.inflight, self.k.running],
+                    args=list(items[i : i + MAX_BATCH]),
                 )
             )
         return total
@@ -352,6 +497,7 @@ class Broker:
                         self.k.consumers,
                         self.k.alive(c),
                         self.k.inflight(c),
+                        self.k.running,
                     ],
                     args=[c],
                 )
@@ -359,6 +505,10 @@ class Broker:
             moved += max(n, 0)
         return moved
 
-    def promote(self, limit: int = 200) -> int:
-        """Move delayed jobs that are due back to their queue."""
-        return int(self._promote(keys=[*self._route, self.k.delayed], args=[time.time(), limit]))
+    def promote(self, limit: int = 200) -> tuple[int, list[str]]:
+        """Move delayed jobs that are due back to their queue; returns how many, and
+        the ids of running jobs someone cancelled (this worker may hold some)."""
+        n, kill = self._promote(
+            keys=[*self._route, self.k.delayed, self.k.kill], args=[time.time(), limit]
+        )
+        return int(n), [i.decode() if isinstance(i, bytes) else str(i) for i in kill]

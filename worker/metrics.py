@@ -8,7 +8,8 @@ in one process (tests, embedding) never collide.
 Outcomes, one per settled attempt: ``ok`` (succeeded), ``retried`` (failed, runs
 again later), ``failed`` (failed for good: retries exhausted or ``Reject``; the job
 is in the dead-letter queue), ``dead`` (could not run at all: malformed envelope,
-unknown task, no default handler; dead-lettered). Throughput is
+unknown task, no default handler; dead-lettered), ``cancelled`` (JobHandle.cancel: dropped
+before it started, or interrupted while running). Throughput is
 ``rate(gridq_jobs_total{outcome="ok"}[1m])``.
 """
 
@@ -33,7 +34,7 @@ class Metrics(Middleware):
         self.registry = CollectorRegistry(auto_describe=True)
         self.jobs = Counter(
             "gridq_jobs",
-            "Job attempts settled, by outcome (ok|retried|failed|dead)",
+            "Job attempts settled, by outcome (ok|retried|failed|dead|cancelled)",
             ["queue", "task", "outcome"],
             registry=self.registry,
         )
@@ -77,6 +78,9 @@ class Metrics(Middleware):
 
     def on_failed(self, job: Job, task: str, reason: str, duration: float) -> None:
         self._inc(task, "failed", duration)
+
+    def on_cancelled(self, job: Job | None, task: str) -> None:
+        self._inc(task, "cancelled", 0.0)
 
     def on_dead(self, job: Job | None, task: str, reason: str) -> None:
         self._inc(task, "dead", 0.0)

@@ -47,6 +47,10 @@ class Middleware:
     def on_failed(self, job: Job, task: str, reason: str, duration: float) -> None:
         """The handler failed for good (retries exhausted, or Reject): dead-lettered."""
 
+    def on_cancelled(self, job: Job | None, task: str) -> None:
+        """The job was cancelled (JobHandle.cancel): dropped before it started, or
+        interrupted while running. Acknowledged; no retry, no dead letter."""
+
     def on_dead(self, job: Job | None, task: str, reason: str) -> None:
         """The job could not run at all (malformed, unknown task, no handler): dead-lettered.
         ``job`` is None if the envelope was malformed."""

@@ -14,6 +14,12 @@ Timeouts
     work. The threads pool starts a replacement thread at once, so capacity stays.
   * processes: the child running the job is killed (SIGKILL) and replaced.
   * asyncio: the coroutine is cancelled (``asyncio.wait_for``).
+
+Cancellation (``JobHandle.cancel()`` of a running job; the worker learns of it from
+its promoter, every 0.25 s) uses the same machinery: ``Pool.cancel`` reports the job
+as cancelled at once and raises ``JobCancelled`` in its thread (threads, solo),
+kills and later replaces its child (processes) or cancels its task (asyncio: the
+coroutine sees ``CancelledError``; a plain ``def`` handler's executor thread runs on).
 """
 
 from __future__ import annotations
@@ -25,16 +31,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from gridq.errors import JobTimeout
+from gridq.jobs import JobCancelled
 from gridq.worker.results import (
     ERROR,
     BeforeJob,
     Dispatch,
     Outcome,
     call_args,
+    cancelled,
     failed,
     prepare,
     run_job,
@@ -105,6 +114,25 @@ class Pool:
     def close(self) -> None:
         self._closed = True
 
+    def cancel(self, d: Dispatch) -> bool:
+        """Stop a running job and report it cancelled; False if it is not running."""
+        with self._lock:
+            if d.state != Dispatch.RUNNING:
+                return False
+            d.state = Dispatch.ABANDONED
+            self._running.pop(id(d), None)
+            interrupt = d.interrupt
+            if interrupt is None:
+                _inject(d.thread, JobCancelled)
+        if interrupt is not None:
+            interrupt()
+        self._replace()
+        self.on_done(d, cancelled(d.job, d.started))
+        return True
+
+    def _replace(self) -> None:
+        """A cancelled job's thread is gone: pools that need one start another."""
+
     # Shared by the pools: claim a dispatch for running / report it once.
     def _begin(self, d: Dispatch) -> bool:
         with self._lock:
@@ -162,8 +190,8 @@ class ThreadPool(Pool):
                 out = run_job(self.app, d, self.want_result, self.before)
                 if not self._end(d, out):
                     return  # abandoned at a timeout: a replacement thread has our slot
-        except JobTimeout:
-            return  # the asynchronous JobTimeout landed outside the handler
+        except (JobTimeout, JobCancelled):
+            return  # the asynchronous exception landed outside the handler
 
     def drain_unstarted(self) -> list[Dispatch]:
         out: list[Dispatch] = []
@@ -203,6 +231,10 @@ class ThreadPool(Pool):
                     self._spawn()
                 self.on_done(d, timed_out(d.job, d.limit, d.started))
 
+    def _replace(self) -> None:
+        if self.replace_on_timeout:
+            self._spawn()
+
     def close(self) -> None:
         super().close()
         for _ in range(self.concurrency):
@@ -223,7 +255,7 @@ class SoloPool(ThreadPool):
             if self._begin(d):
                 out = run_job(self.app, d, self.want_result, self.before)
                 self._end(d, out)
-        except JobTimeout:
+        except (JobTimeout, JobCancelled):
             pass  # landed just after the handler returned; the watchdog reported it
 
     def close(self) -> None:
@@ -251,6 +283,10 @@ def _child_main(import_path: str, conn: Connection, want_result: bool) -> None:
         d = Dispatch(msg[0])
         out = run_job(app, d, want_result)
         conn.send(out)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _rss_mb(pid: int) -> float:
@@ -351,6 +387,7 @@ class ProcessPool(Pool):
             d = self._q.get()
             if d is None:
                 break
+            d.interrupt = _nothing  # set before _begin: cancel never raises in this thread
             if not self._begin(d):
                 continue
             job, handler, dead = prepare(self.app, d.item)
@@ -364,6 +401,9 @@ class ProcessPool(Pool):
             limit = timeout_of(job, handler)
             if child is None or not child.proc.is_alive():
                 child = self._new_child()
+            d.interrupt = child.proc.kill
+            if d.state != Dispatch.RUNNING:
+                continue  # cancelled before it reached the child
             out: Outcome
             try:
                 child.conn.send((d.item,))
@@ -469,6 +509,9 @@ class AsyncioPool(Pool):
         async with self._sem:
             with self._lock:
                 self._queued.pop(id(d), None)
+            task = asyncio.current_task()
+            assert task is not None
+            d.interrupt = partial(self._loop.call_soon_threadsafe, task.cancel)
             if not self._begin(d):
                 return
             job, handler, dead = prepare(self.app, d.item)

@@ -9,6 +9,7 @@ built here, in the thread that ran the job, so the settling thread only moves by
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 OK = "ok"
 ERROR = "error"  # the handler raised: the retry policy decides
 DEAD = "dead"  # cannot run at all (malformed, unknown task, no handler): no retry
+CANCELLED = "cancelled"  # cancelled while running (JobHandle.cancel): acknowledged, no retry
 
 MAX_TRACEBACK = 16_000
 
@@ -34,6 +36,7 @@ class Outcome:
     task: str
     duration: float = 0.0
     result: bytes | None = None  # what goes to the output queue on success
+    value: str | None = None  # the return value as JSON, for the job's record
     error_type: str = ""
     message: str = ""
     traceback: str | None = None
@@ -96,7 +99,18 @@ def succeeded(job: protocol.Job, value: Any, started: float, want_result: bool) 
             data = protocol.raw_result(value)
         else:
             data = protocol.result_object(job, "ok", result=value)
-    return Outcome(OK, task_label(job), time.perf_counter() - started, result=data)
+    kept = json.dumps(value, default=str) if job.result_ttl else None
+    return Outcome(OK, task_label(job), time.perf_counter() - started, result=data, value=kept)
+
+
+def cancelled(job: protocol.Job | None, started: float) -> Outcome:
+    return Outcome(
+        CANCELLED,
+        task_label(job),
+        time.perf_counter() - started,
+        error_type="JobCancelled",
+        message="cancelled while running",
+    )
 
 
 def failed(job: protocol.Job | None, exc: BaseException, started: float) -> Outcome:
@@ -134,7 +148,17 @@ class Dispatch:
     DONE (or ABANDONED when a timeout gave up on it); transitions happen under the
     pool's lock so exactly one party reports the outcome."""
 
-    __slots__ = ("item", "job", "handler", "state", "started", "deadline", "limit", "thread")
+    __slots__ = (
+        "item",
+        "job",
+        "handler",
+        "state",
+        "started",
+        "deadline",
+        "limit",
+        "thread",
+        "interrupt",
+    )
 
     QUEUED, RUNNING, DONE, ABANDONED, DRAINED = range(5)
 
@@ -147,6 +171,9 @@ class Dispatch:
         self.deadline = 0.0  # monotonic; 0 = none
         self.limit = 0.0
         self.thread: Any = None
+        # How to stop it when cancelled, if not by raising in ``thread`` (a child's
+        # kill, an asyncio task's cancel); set by the pool that runs it.
+        self.interrupt: Callable[[], Any] | None = None
 
 
 def run_job(app: App, d: Dispatch, want_result: bool, before: BeforeJob | None = None) -> Outcome:

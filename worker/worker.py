@@ -46,11 +46,11 @@ from gridq.outage import OutageLog
 from gridq.queue import Queue
 from gridq.redisurl import check, explain, mask
 from gridq.worker.app import App
-from gridq.worker.broker import MAX_BATCH, Broker, Settlement, make_client
+from gridq.worker.broker import MAX_BATCH, Broker, RecordUpdate, Settlement, make_client
 from gridq.worker.metrics import Metrics
 from gridq.worker.middleware import Middleware, call, overriding
 from gridq.worker.pools import Pool, ProcessPool, make_pool
-from gridq.worker.results import DEAD, OK, Dispatch, Outcome
+from gridq.worker.results import CANCELLED, DEAD, OK, Dispatch, Outcome
 from gridq.worker.retries import Retries, RetryPolicy
 from gridq.worker.settings import WorkerSettings, load_worker_settings
 
@@ -392,6 +392,8 @@ class Worker:
                 if items is None:  # paused
                     self._idle_wait(0.5)
                     continue
+                if b.dropped:
+                    self._dropped(b.dropped)
                 if not items:
                     if self.burst and self._burst_finished():
                         self._burst_done = True
@@ -399,8 +401,12 @@ class Worker:
                     one = b.wait_claim(0.2 if self.burst else block)
                     if one is None:
                         continue
+                    adopted = b.adopt(one)
+                    if adopted is False:
+                        self._dropped([one])
+                        continue
                     items = [one]
-                    touch = True
+                    touch = adopted is None
                 self._outage.up()
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
@@ -423,6 +429,24 @@ class Worker:
                     b.touch_last_claim()
                 except redis.RedisError:
                     pass  # informational only; the next claim retries
+
+    def _dropped(self, items: list[bytes]) -> None:
+        """Cancelled jobs a claim dropped without running them."""
+        for item in items:
+            try:
+                job: protocol.Job | None = protocol.decode(item)
+            except protocol.MalformedJob:
+                job = None
+            call(self.middleware, "on_cancelled", job, job.task or "default" if job else "?")
+
+    def _cancel_running(self, ids: list[str]) -> None:
+        """Someone cancelled these jobs; stop the ones running here."""
+        if self.pool is None:
+            return
+        wanted = set(ids)
+        for d in self.pool.running():
+            if d.job is not None and d.job.id in wanted and self.pool.cancel(d):
+                log.info("job %s (%s) cancelled while running", d.job.id, d.job.task)
 
     def _idle_wait(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -525,16 +549,23 @@ class Worker:
         now = time.time()
         for d, out in batch:
             job = d.job
+            status = ""
             if out.kind == OK:
                 s.acks.append(d.item)
                 if out.result is not None:
                     s.results.append(out.result)
                 hooks.append(("on_ok", (job, out.task, out.duration)))
+                status = "succeeded"
+            elif out.kind == CANCELLED:
+                s.acks.append(d.item)
+                hooks.append(("on_cancelled", (job, out.task)))
+                status = "cancelled"
             elif out.kind == DEAD or job is None:
                 s.deads.append((d.item, self._dead_record(d, out, out.reason)))
                 if want_result and job is not None and job.raw is None:
                     s.results.append(self._error_result(job, out))
                 hooks.append(("on_dead", (job, out.task, out.reason)))
+                status = "dead"
             else:
                 decision = self.retries.decide(job, d.handler, out)
                 s.failed += 1
@@ -542,11 +573,15 @@ class Worker:
                     new = protocol.with_attempt(job, job.attempt + 1)
                     s.retries.append((d.item, new, now + decision.delay))
                     hooks.append(("on_retry", (job, out.task, decision.delay, out.duration)))
+                    status = "retrying"
                 else:
                     s.deads.append((d.item, self._dead_record(d, out, decision.reason)))
                     if want_result and job.raw is None:
                         s.results.append(self._error_result(job, out))
                     hooks.append(("on_failed", (job, out.task, decision.reason, out.duration)))
+                    status = "dead"
+            if job is not None and job.result_ttl:
+                s.records.append(self._record(job, out, status, now))
         while True:
             try:
                 missing = self.broker.settle(s)
@@ -593,6 +628,29 @@ class Worker:
             attempts=(job.attempt + 1) if job and out.kind != DEAD else 0,
         )
 
+    def _record(self, job: protocol.Job, out: Outcome, status: str, now: float) -> RecordUpdate:
+        """The job record's new fields (gridq/jobs.py), written by the settle script."""
+        f = [
+            "attempts",
+            str(job.attempt + 1),
+            "started_at",
+            repr(now - out.duration),
+            "consumer",
+            self.consumer_id,
+            "node",
+            self.settings.node_id,
+        ]
+        if status != "retrying":
+            f += ["finished_at", repr(now)]
+        if status == "succeeded":
+            f += ["result", out.value if out.value is not None else "null"]
+        elif out.error_type:
+            f += ["error_type", out.error_type, "error", out.message]
+            f += ["traceback", out.traceback or ""]
+        return RecordUpdate(
+            job.id, status, job.result_ttl or 1, job.key, float(job.unique_for or 0), f
+        )
+
     @staticmethod
     def _error_result(job: protocol.Job, out: Outcome) -> bytes:
         return protocol.result_object(job, "error", error=f"{out.error_type}: {out.message}")
@@ -628,7 +686,9 @@ class Worker:
                         log.warning("requeued %d job(s) of dead worker(s) on %s", n, self.queue)
                     next_reap = now + reap_every
                 if not self._stopping:
-                    b.promote()
+                    _, kill = b.promote()
+                    if kill:
+                        self._cancel_running(kill)
                 self._outage.up()
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
