@@ -307,7 +307,10 @@ class JobHandle:
             if wait <= 0:
                 raise TimeoutError(f"job {self.id} not done within {timeout:g} s")
             # A rotation, not a pop: every waiter sees the item, and it stays.
-            self._conn.blmove(done, done, max(wait, 0.01), "RIGHT", "LEFT")
+            try:
+                self._conn.blmove(done, done, max(wait, 0.01), "RIGHT", "LEFT")
+            except redis_timeout():
+                pass  # the socket's own timeout (unknown to _block_limit): read again
 
     # --- control ----------------------------------------------------------------------
 
@@ -333,12 +336,20 @@ class JobHandle:
 
 
 def _block_limit(conn: Any) -> float:
-    """How long one blocking call may last on ``conn``: below its socket timeout."""
+    """How long one blocking call may last on ``conn``: below its socket timeout
+    (redis-py 8 defaults to 5 s and keeps it as ``orig_socket_timeout``)."""
     pool = getattr(conn, "connection_pool", None)
-    sock = getattr(pool, "connection_kwargs", {}).get("socket_timeout") if pool else None
-    if not sock:
+    kw = getattr(pool, "connection_kwargs", {}) if pool is not None else {}
+    sock = kw.get("socket_timeout", kw.get("orig_socket_timeout", 5.0))
+    if sock is None:
         return _WAIT_CHUNK
     return max(0.05, min(_WAIT_CHUNK, float(sock) * 0.8))
+
+
+def redis_timeout() -> type[Exception]:
+    import redis
+
+    return redis.TimeoutError
 
 
 def _restore(url: str, queue: str, job_id: str) -> JobHandle:

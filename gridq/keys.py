@@ -114,6 +114,15 @@ class QueueKeys:
         """SET: ids of running jobs whose cancel a worker still has to carry out."""
         return f"{self._base}:kill"
 
+    def rate(self, task: str) -> str:
+        """HASH: a rate-limited task's schedule (tat: next start allowed; horizon: next
+        free slot for a parked job), shared by every worker of the queue."""
+        return f"{self._base}:rate:{task}"
+
+    def slots(self, task: str) -> str:
+        """ZSET: job id -> lease expiry, one per running job of a concurrency-limited task."""
+        return f"{self._base}:slots:{task}"
+
     @property
     def tagged_prefix(self) -> str:
         """Start of every gridq key of this queue (for SCAN MATCH; escape it first)."""
@@ -177,6 +186,8 @@ def all_documented() -> list[str]:
         q.running,
         q.cancelled,
         q.kill,
+        q.rate("<task>"),
+        q.slots("<task>"),
         HUB_TASKS,
         HUB_TASK_ORDER,
         HUB_TASK_SEQ,

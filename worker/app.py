@@ -30,7 +30,18 @@ DEFAULT_TASK = "__default__"
 # Options a task accepts. Anything else is a typo the user wants to hear about at
 # import time, not when the first job fails.
 TASK_OPTIONS = frozenset(
-    {"name", "retries", "backoff", "max_backoff", "timeout", "priority", "result_ttl", "unique_for"}
+    {
+        "name",
+        "retries",
+        "backoff",
+        "max_backoff",
+        "timeout",
+        "priority",
+        "result_ttl",
+        "unique_for",
+        "rate_limit",
+        "concurrency_limit",
+    }
 )
 
 
@@ -43,6 +54,28 @@ class TaskOptions:
     priority: int = 0  # default priority for .delay(); higher runs first
     result_ttl: int | None = None  # seconds the job record lives; None: GRIDQ_RESULT_TTL
     unique_for: float | None = None  # enqueue(key=...) stays unique this long after the end
+    rate_limit: str | None = None  # "100/s", "10/m", "5/h": starts per period, grid-wide
+    concurrency_limit: int | None = None  # at most this many running at once, grid-wide
+
+    @property
+    def rate_interval(self) -> float:
+        """Seconds between two starts under ``rate_limit`` (0: no rate limit)."""
+        return rate_interval(self.rate_limit) if self.rate_limit else 0.0
+
+
+_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def rate_interval(spec: str) -> float:
+    """``"100/s"`` -> 0.01: seconds between starts. ValueError for anything else."""
+    count, sep, unit = spec.partition("/")
+    try:
+        n = float(count)
+    except ValueError:
+        n = 0.0
+    if not sep or unit not in _PERIODS or n <= 0:
+        raise ValueError(f"rate_limit {spec!r}: write N/s, N/m or N/h with N > 0")
+    return _PERIODS[unit] / n
 
 
 def _check_options(where: str, options: dict[str, Any]) -> TaskOptions:
@@ -66,6 +99,17 @@ def _check_options(where: str, options: dict[str, Any]) -> TaskOptions:
             raise TypeError(f"{where}: {key} must be a number of seconds >= 0")
     if opts.get("result_ttl") is not None:
         opts["result_ttl"] = int(opts["result_ttl"])
+    rate = opts.get("rate_limit")
+    if rate is not None:
+        if not isinstance(rate, str):
+            raise TypeError(f"{where}: rate_limit must be a string like '100/s'")
+        try:
+            rate_interval(rate)
+        except ValueError as exc:
+            raise TypeError(f"{where}: {exc}") from None
+    conc = opts.get("concurrency_limit")
+    if conc is not None and (not isinstance(conc, int) or isinstance(conc, bool) or conc < 1):
+        raise TypeError(f"{where}: concurrency_limit must be an integer >= 1")
     prio = opts.get("priority", 0)
     if not isinstance(prio, int) or not 0 <= prio <= protocol.MAX_PRIORITY:
         raise TypeError(f"{where}: priority must be an integer 0..{protocol.MAX_PRIORITY}")

@@ -48,17 +48,67 @@ end
 """
 REC_PREFIX = re.compile(rb'^\{"gridq":1,"id":"([^"]+)","ttl":')
 
-# KEYS: queue, p1..p9, paused, last_claim, inflight, running, cancelled, stats, kill.
-# ARGV: max items, now, consumer id.
+# Lua helpers for grid-wide limits (docs/worker.md "Grid-wide limits"). The worker
+# passes its app's limited tasks: per task two keys (rate HASH, slots ZSET) from KEYS
+# index ``lb`` on, and (name, interval seconds or 0, concurrency or 0) from ARGV
+# index ``ab`` + 1 on (ARGV[ab] = how many tasks).
+_LIMITS = """
+local function load_limits(lb, ab)
+  local lim = {}
+  local n = tonumber(ARGV[ab])
+  for j = 0, n - 1 do
+    lim[ARGV[ab + 1 + 3 * j]] = {rk = lb + 2 * j, ck = lb + 2 * j + 1,
+      iv = tonumber(ARGV[ab + 2 + 3 * j]), cc = tonumber(ARGV[ab + 3 + 3 * j])}
+  end
+  return lim, n
+end
+-- 0 when the job may start now (its rate slot and concurrency slot are taken), else
+-- the unix time to park it until. Checks first, writes after: a parked job takes nothing.
+local function limit_check(lim, item, now, lease)
+  local task = string.match(item, '"task":"([^"]*)"')
+  local l = task and lim[task]
+  if not l then return 0 end
+  if l.cc > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[l.ck], '-inf', now)
+    if redis.call('ZCARD', KEYS[l.ck]) >= l.cc then return now + 0.1 end
+  end
+  if l.iv > 0 then
+    local st = redis.call('HMGET', KEYS[l.rk], 'tat', 'horizon')
+    local tat = tonumber(st[1]) or 0
+    if tat > now then
+      local due = math.max(tonumber(st[2]) or 0, tat)
+      redis.call('HSET', KEYS[l.rk], 'horizon', due + l.iv)
+      redis.call('EXPIRE', KEYS[l.rk], math.ceil(due - now + l.iv) + 60)
+      return due
+    end
+    redis.call('HSET', KEYS[l.rk], 'tat', now + l.iv)
+    redis.call('EXPIRE', KEYS[l.rk], math.ceil(l.iv) + 60)
+  end
+  if l.cc > 0 then
+    local jid = string.match(item, '"id":"([^"]*)"') or item
+    redis.call('ZADD', KEYS[l.ck], now + lease, jid)
+  end
+  return 0
+end
+"""
+
+# KEYS: queue, p1..p9, paused, last_claim, inflight, running, cancelled, stats, kill,
+#   delayed, then two per limited task (see _LIMITS).
+# ARGV: max items, now, consumer id, lease, n limited tasks, (task, interval, conc)...
 # Takes from p9 down to p1, then the queue; from the right end (oldest first). A job
 # whose id is in the cancelled set is dropped here, never handed out (its record says
-# cancelled already). Returns -1 while the queue is paused, else {claimed items
-# (oldest first), dropped cancelled items}.
+# cancelled already). A job over its task's limit is parked in the delayed ZSET until
+# its next slot (not run, no try spent): other tasks' jobs behind it are not held up.
+# Returns -1 while the queue is paused, else {claimed items (oldest first), dropped
+# cancelled items}.
 CLAIM = (
     _REC
+    + _LIMITS
     + """
 if redis.call('EXISTS', KEYS[11]) == 1 then return -1 end
 local n = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local lim, nlim = load_limits(19, 5)
 local out = {}
 local dropped = {}
 local stamp = ARGV[2] .. ' ' .. ARGV[3]
@@ -68,12 +118,20 @@ for i = 10, 1, -1 do
   if got then
     for _, item in ipairs(got) do
       local id = rec_id(item)
+      local park = 0
       if id and redis.call('SREM', KEYS[15], id) == 1 then
         redis.call('SREM', KEYS[17], id)
         dropped[#dropped + 1] = item
       else
-        out[#out + 1] = item
-        if id then redis.call('HSET', KEYS[14], id, stamp) end
+        if nlim > 0 and string.sub(item, 1, 1) == '{' then
+          park = limit_check(lim, item, now, tonumber(ARGV[4]))
+        end
+        if park > 0 then
+          redis.call('ZADD', KEYS[18], park, item)
+        else
+          out[#out + 1] = item
+          if id then redis.call('HSET', KEYS[14], id, stamp) end
+        end
       end
     end
     n = n - #got
@@ -88,27 +146,44 @@ return {out, dropped}
 """
 )
 
-# KEYS: inflight, running, cancelled, stats, last_claim, kill. ARGV: item, id, now, consumer.
-# The claim's bookkeeping for one item a blocking BLMOVE moved in flight: drops it
-# (returns 0) if it was cancelled, else marks it running (returns 1).
-ADOPT = """
-if redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
+# KEYS: inflight, running, cancelled, stats, last_claim, kill, delayed, then two per
+# limited task. ARGV: item, id ('' if it keeps no record), now, consumer, lease,
+# n limited tasks, (task, interval, conc)...
+# The claim's bookkeeping for one item a blocking BLMOVE moved in flight: drops it if
+# it was cancelled (returns 0), parks it if over a limit (returns 2), else marks it
+# running (returns 1).
+ADOPT = (
+    _LIMITS
+    + """
+local id = ARGV[2]
+if id ~= '' and redis.call('SREM', KEYS[3], id) == 1 then
   redis.call('LREM', KEYS[1], -1, ARGV[1])
-  redis.call('SREM', KEYS[6], ARGV[2])
+  redis.call('SREM', KEYS[6], id)
   redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
   return 0
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. ' ' .. ARGV[4])
+local lim, nlim = load_limits(8, 6)
+if nlim > 0 and string.sub(ARGV[1], 1, 1) == '{' then
+  local park = limit_check(lim, ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[5]))
+  if park > 0 then
+    redis.call('LREM', KEYS[1], -1, ARGV[1])
+    redis.call('ZADD', KEYS[7], park, ARGV[1])
+    return 2
+  end
+end
+if id ~= '' then redis.call('HSET', KEYS[2], id, ARGV[3] .. ' ' .. ARGV[4]) end
 redis.call('SET', KEYS[5], ARGV[3])
 return 1
 """
+)
 
 # KEYS: queue, p1..p9, inflight, stats, delayed, dead, output (output may be a dummy),
 #   running, cancelled, kill, then per job record: record, done, unique key (the record
-#   again when the job has none).
-# ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_rec, then
+#   again when the job has none), then one slots ZSET per concurrency slot to free.
+# ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_rec, n_slot, then
 #   n_ack acked items, n_result results, n_retry (old, new, due) triples,
-#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for, n_fields, fields...).
+#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for, n_fields, fields...),
+#   n_slot job ids (their concurrency slots are freed).
 # A record already cancelled keeps that status. A finished job's record and its done
 # list get their TTL, and one item is pushed to the done list (JobHandle.get wakes).
 # Returns how many items were no longer in the in-flight list (reclaimed meanwhile).
@@ -120,8 +195,9 @@ local n_ack, n_res, n_retry, n_dead, n_failed, n_rec = tonumber(ARGV[2]), tonumb
   tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local inflight, stats, delayed, dead, output = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local running, cancelled, kill = KEYS[16], KEYS[17], KEYS[18]
+local n_slot = tonumber(ARGV[8])
 local missing = 0
-local i = 8
+local i = 9
 for _ = 1, n_ack do
   if redis.call('LREM', inflight, -1, ARGV[i]) == 0 then missing = missing + 1 end
   i = i + 1
@@ -175,6 +251,11 @@ for _ = 1, n_rec do
     end
   end
   i = i + nf
+end
+for _ = 1, n_slot do
+  redis.call('ZREM', KEYS[k], ARGV[i])
+  k = k + 1
+  i = i + 1
 end
 if n_ack > 0 then redis.call('HINCRBY', stats, 'processed', n_ack) end
 if n_retry > 0 then redis.call('HINCRBY', stats, 'retried', n_retry) end
@@ -256,6 +337,16 @@ return 0
 MAX_BATCH = 500  # Lua's unpack() and reply sizes stay small
 
 
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A task's grid-wide limits: ``interval`` seconds between starts (rate_limit), and
+    at most ``concurrency`` running at once (concurrency_limit); 0 = no such limit."""
+
+    task: str
+    interval: float = 0.0
+    concurrency: int = 0
+
+
 @dataclass(slots=True)
 class RecordUpdate:
     """A job record's new state, written by the settle script (gridq/jobs.py)."""
@@ -278,6 +369,7 @@ class Settlement:
     deads: list[tuple[bytes, bytes]] = field(default_factory=list)
     failed: int = 0
     records: list[RecordUpdate] = field(default_factory=list)
+    slots: list[tuple[str, str]] = field(default_factory=list)  # (task, job id) to free
 
     def __len__(self) -> int:
         return len(self.acks) + len(self.retries) + len(self.deads)
@@ -307,6 +399,7 @@ class Broker:
         out_conn: redis.Redis | None = None,
         output_queue: str | None = None,
         lease: float = 30.0,
+        limits: Sequence[Limit] = (),
     ) -> None:
         self.conn = conn
         self.out_conn = out_conn if out_conn is not None else conn
@@ -335,6 +428,12 @@ class Broker:
         self._leave = conn.register_script(LEAVE)
         self._adopt = conn.register_script(ADOPT)
         self.dropped: list[bytes] = []  # cancelled items the last claim dropped
+        self.limits = list(limits)
+        self._limit_keys: list[str] = []
+        self._limit_args: list[str | int] = [len(self.limits)]
+        for lim in self.limits:
+            self._limit_keys += [self.k.rate(lim.task), self.k.slots(lim.task)]
+            self._limit_args += [lim.task, repr(float(lim.interval)), int(lim.concurrency)]
 
     # --- taking jobs ------------------------------------------------------------------
 
@@ -351,8 +450,16 @@ class Broker:
                 k.cancelled,
                 k.stats,
                 k.kill,
+                k.delayed,
+                *self._limit_keys,
             ],
-            args=[min(n, MAX_BATCH), repr(time.time()), self.consumer_id],
+            args=[
+                min(n, MAX_BATCH),
+                repr(time.time()),
+                self.consumer_id,
+                repr(self.lease),
+                *self._limit_args,
+            ],
         )
         if isinstance(res, int):
             return None
@@ -369,20 +476,44 @@ class Broker:
     def touch_last_claim(self) -> None:
         self.conn.set(self.k.last_claim, repr(time.time()))
 
-    def adopt(self, item: bytes) -> bool | None:
-        """The claim's bookkeeping for an item ``wait_claim`` moved: False if it was
-        cancelled (and is dropped), True if marked running, None if it keeps no record
-        (the caller touches last_claim itself, after dispatching)."""
+    def adopt(self, item: bytes) -> str:
+        """The claim's bookkeeping for an item ``wait_claim`` moved: "drop" (it was
+        cancelled), "park" (over a limit: back in the delayed set), "run" (marked
+        running), or "plain" (keeps no record, no limits here: nothing done, the
+        caller touches last_claim itself after dispatching)."""
         m = REC_PREFIX.match(item)
-        if m is None:
-            return None
+        if m is None and not self.limits:
+            return "plain"
         k = self.k
-        return bool(
-            self._adopt(
-                keys=[self.inflight, k.running, k.cancelled, k.stats, k.last_claim, k.kill],
-                args=[item, m.group(1), repr(time.time()), self.consumer_id],
-            )
+        res = self._adopt(
+            keys=[
+                self.inflight,
+                k.running,
+                k.cancelled,
+                k.stats,
+                k.last_claim,
+                k.kill,
+                k.delayed,
+                *self._limit_keys,
+            ],
+            args=[
+                item,
+                m.group(1) if m else b"",
+                repr(time.time()),
+                self.consumer_id,
+                repr(self.lease),
+                *self._limit_args,
+            ],
         )
+        return {0: "drop", 1: "run", 2: "park"}[int(res)]
+
+    def renew_slots(self, held: dict[str, list[str]]) -> None:
+        """Extend the leases of the concurrency slots this worker holds (task -> ids)."""
+        pipe = self.conn.pipeline(transaction=False)
+        until = time.time() + self.lease
+        for task, ids in held.items():
+            pipe.zadd(self.k.slots(task), dict.fromkeys(ids, until), xx=True)
+        pipe.execute()
 
     # --- outcomes ---------------------------------------------------------------------
 
@@ -407,6 +538,7 @@ class Broker:
             len(s.deads),
             s.failed,
             len(s.records),
+            len(s.slots),
         ]
         args.extend(s.acks)
         args.extend(results)
@@ -421,6 +553,9 @@ class Broker:
             job_key = self.k.job(r.job_id)
             unique = self.k.unique(r.key) if r.key else job_key
             rec_keys += [job_key, self.k.done(r.job_id), unique]
+        for task, job_id in s.slots:
+            rec_keys.append(self.k.slots(task))
+            args.append(job_id)
         # A dummy in the queue's slot when the results are not written here.
         out_key = (
             self.k.pending if self.separate_output or not self.output_queue else self.output_queue

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -46,7 +47,14 @@ from gridq.outage import OutageLog
 from gridq.queue import Queue
 from gridq.redisurl import check, explain, mask
 from gridq.worker.app import App
-from gridq.worker.broker import MAX_BATCH, Broker, RecordUpdate, Settlement, make_client
+from gridq.worker.broker import (
+    MAX_BATCH,
+    Broker,
+    Limit,
+    RecordUpdate,
+    Settlement,
+    make_client,
+)
 from gridq.worker.metrics import Metrics
 from gridq.worker.middleware import Middleware, call, overriding
 from gridq.worker.pools import Pool, ProcessPool, make_pool
@@ -118,6 +126,10 @@ class Worker:
         self._unsettled = 0  # finished, outcome not yet written
         self._claimed: Counter[bytes] = Counter()  # claimed, not settled/requeued
         self._claimed_lock = threading.Lock()
+        # Concurrency-limited tasks, and the slots this worker holds (task -> job ids):
+        # the heartbeat renews their leases; settling frees them.
+        self._slot_tasks: set[str] = set()
+        self._held: dict[str, set[str]] = {}
         self._done: SimpleQueue[tuple[Dispatch, Outcome]] = SimpleQueue()
         self._settle_lock = threading.Lock()
         self._stopping = False
@@ -170,6 +182,7 @@ class Worker:
             out_conn=out_conn,
             output_queue=self.output_queue,
             lease=self.lease,
+            limits=self._limits(),
         )
         # The lease exists before the first claim, so no claimed job is ever unleased.
         b.heartbeat()
@@ -229,6 +242,17 @@ class Worker:
             self.concurrency,
             f", metrics on :{self.metrics_port}" if self.metrics_port is not None else "",
         )
+
+    def _limits(self) -> list[Limit]:
+        """The app's grid-wide limits, which the claim scripts enforce."""
+        out = []
+        for name, t in self.app.tasks.items():
+            o = t.options
+            if o.rate_limit or o.concurrency_limit:
+                out.append(Limit(name, o.rate_interval, o.concurrency_limit or 0))
+                if o.concurrency_limit:
+                    self._slot_tasks.add(name)
+        return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self._last_beat
@@ -331,6 +355,10 @@ class Worker:
         # another worker returns them once this lease lapses: nothing is lost.
         with self._claimed_lock:
             self._claimed.subtract(items)
+            if self._slot_tasks:
+                for item in items:  # their slots lapse with the lease; stop renewing them
+                    task, job_id = _task_and_id(item)
+                    self._held.get(task or "", set()).discard(job_id or "")
 
     def _force_stop(self) -> None:
         """Exit now: settle what finished, put everything else back at the head."""
@@ -402,17 +430,21 @@ class Worker:
                     if one is None:
                         continue
                     adopted = b.adopt(one)
-                    if adopted is False:
+                    if adopted == "drop":
                         self._dropped([one])
                         continue
+                    if adopted == "park":
+                        continue
                     items = [one]
-                    touch = adopted is None
+                    touch = adopted == "plain"
                 self._outage.up()
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 continue
             with self._claimed_lock:
                 self._claimed.update(items)
+                if self._slot_tasks:
+                    self._hold(items)
             with cond:
                 self._pending += len(items)
             for i, item in enumerate(items):
@@ -429,6 +461,13 @@ class Worker:
                     b.touch_last_claim()
                 except redis.RedisError:
                     pass  # informational only; the next claim retries
+
+    def _hold(self, items: list[bytes]) -> None:
+        """Note the concurrency slots the claim took for these items (under _claimed_lock)."""
+        for item in items:
+            task, job_id = _task_and_id(item)
+            if task in self._slot_tasks and job_id:
+                self._held.setdefault(task, set()).add(job_id)
 
     def _dropped(self, items: list[bytes]) -> None:
         """Cancelled jobs a claim dropped without running them."""
@@ -582,6 +621,8 @@ class Worker:
                     status = "dead"
             if job is not None and job.result_ttl:
                 s.records.append(self._record(job, out, status, now))
+            if job is not None and job.task in self._slot_tasks:
+                s.slots.append((job.task, job.id))
         while True:
             try:
                 missing = self.broker.settle(s)
@@ -601,6 +642,8 @@ class Worker:
             )
         with self._claimed_lock:
             self._claimed.subtract(d.item for d, _ in batch)
+            for task, job_id in s.slots:
+                self._held.get(task, set()).discard(job_id)
         with self._cond:
             self._unsettled -= len(batch)
         for name, args in hooks:
@@ -680,6 +723,10 @@ class Worker:
                         )
                     self._last_beat = now
                     next_beat = now + beat_every
+                    with self._claimed_lock:
+                        held = {t: list(ids) for t, ids in self._held.items() if ids}
+                    if held:
+                        b.renew_slots(held)
                 if now >= next_reap:
                     n = b.reap()
                     if n:
@@ -693,3 +740,17 @@ class Worker:
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 next_beat = time.monotonic()  # renew as soon as Redis is back
+
+
+_TASK_ID = re.compile(rb'"(task|id)":"([^"\\]*)"')
+
+
+def _task_and_id(item: bytes) -> tuple[str | None, str | None]:
+    """The task name and job id of an envelope, found the way the claim script finds them."""
+    found: dict[bytes, bytes] = {}
+    for m in _TASK_ID.finditer(item[:4096]):
+        found.setdefault(m.group(1), m.group(2))
+        if len(found) == 2:
+            break
+    task, job_id = found.get(b"task"), found.get(b"id")
+    return (task.decode() if task else None, job_id.decode() if job_id else None)
