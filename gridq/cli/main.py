@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "up": "gridq.cli.up_cmd:up",
     "task": "gridq.cli.task_cmd:task",
     "push": "gridq.cli.push_cmd:push",
+    "job": "gridq.cli.job_cmd:job",
     "status": "gridq.cli.status_cmd:status",
     "dlq": "gridq.cli.dlq_cmd:dlq",
     "bench": "gridq.cli.bench_cmd:bench",

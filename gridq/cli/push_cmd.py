@@ -6,11 +6,14 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from gridq.cli.common import echo_json, friendly, redis_location
+
+if TYPE_CHECKING:
+    from gridq.queue import Queue
 
 BATCH = 1000
 
@@ -36,6 +39,12 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 )
 @click.option("--count", type=int, help="Push N generated items 1..N (for trying things out).")
 @click.option(
+    "--wait",
+    is_flag=True,
+    help="With --task: wait for each job and print its result (one JSON value per line).",
+)
+@click.option("--timeout", type=float, default=None, help="With --wait: seconds to wait per job.")
+@click.option(
     "--redis-url",
     envvar="GRIDQ_REDIS_URL",
     help="Redis URL [env GRIDQ_REDIS_URL; default: the local stack's].",
@@ -48,6 +57,8 @@ def push(
     file_: str | None,
     task: str | None,
     count: int | None,
+    wait: bool,
+    timeout: float | None,
     redis_url: str | None,
     as_json: bool,
 ) -> None:
@@ -58,6 +69,7 @@ def push(
       gridq push numbers 1 2 3
       seq 1 100000 | gridq push numbers -
       gridq push jobs --task add '[2, 3]' '[4, 5]'
+      gridq push jobs --task add --wait '[2, 3]'    # prints 5 once a worker ran it
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -79,6 +91,11 @@ def push(
     else:
         source = (i.encode() for i in items)
         total = len(items)
+    if wait:
+        if not task:
+            raise click.UsageError("--wait needs --task (raw items have no job record)")
+        _push_and_wait(q, task, source, timeout, as_json)
+        return
     if task:
 
         def wrap(it: Iterable[bytes]) -> Iterator[bytes]:
@@ -123,3 +140,42 @@ def push(
         echo_json({"queue": queue, "pushed": pushed, "seconds": round(elapsed, 3)})
     else:
         click.echo(f"pushed {pushed} item(s) to {queue} in {elapsed:.2f}s")
+
+
+def _args_of(raw: bytes) -> list[object]:
+    try:
+        args = json.loads(raw)
+    except ValueError:
+        args = [raw.decode(errors="replace")]
+    return args if isinstance(args, list) else [args]
+
+
+def _push_and_wait(
+    q: Queue, task: str, source: Iterable[bytes], timeout: float | None, as_json: bool
+) -> None:
+    """Enqueue each item as a job (with its record), then print results in order."""
+    from gridq.jobs import JobCancelled, JobFailed
+
+    handles = [q.enqueue(task, *_args_of(raw)) for raw in source]
+    failed = 0
+    for h in handles:
+        try:
+            value = h.get(timeout=timeout)
+            out: dict[str, object] = {"id": h.id, "status": "succeeded", "result": value}
+        except JobFailed as exc:
+            failed += 1
+            out = {"id": h.id, "status": "dead", "error": f"{exc.error_type}: {exc.error}"}
+        except JobCancelled:
+            failed += 1
+            out = {"id": h.id, "status": "cancelled"}
+        except TimeoutError:
+            failed += 1
+            out = {"id": h.id, "status": h.status(), "error": "timed out waiting"}
+        if as_json:
+            echo_json(out)
+        elif out["status"] == "succeeded":
+            click.echo(json.dumps(out["result"]))
+        else:
+            click.echo(f"job {h.id}: {out['status']} {out.get('error', '')}".rstrip(), err=True)
+    if failed:
+        raise SystemExit(1)
