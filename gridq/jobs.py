@@ -12,7 +12,8 @@ Every job enqueued through ``Queue.enqueue`` / ``Task.delay`` keeps a *record*, 
 * the worker's settle script, in the same batch that acknowledges the job: ``status``
   succeeded / retrying / dead / cancelled, ``attempts``, times, ``consumer``, ``node``,
   ``result`` (JSON) or the error fields; a finished job's record expires ``ttl``
-  seconds later and one item is pushed to ``gridq:q:{Q}:done:<id>`` (same TTL);
+  seconds later and, if a ``get()`` registered (field ``waiters``), one item is pushed
+  to ``gridq:q:{Q}:done:<id>`` (same TTL);
 * ``cancel()``: status cancelled at once, and the id in ``gridq:q:{Q}:cancelled``
   (a claim drops such a job without running it) and, if it runs, in
   ``gridq:q:{Q}:kill`` (its worker interrupts it, see worker/pools.py).
@@ -296,8 +297,19 @@ class JobHandle:
         end = None if timeout is None else time.monotonic() + timeout
         done = self._keys.done(self.id)
         chunk = _block_limit(self._conn)
+        rec, _ = self._read()
+        if rec.get("status") and rec["status"] not in TERMINAL:
+            # Register as a waiter, and read the status again in the same transaction:
+            # the settle script (atomic) either ran before (we see it finished) or runs
+            # after and, seeing a waiter, pushes to the done list we block on.
+            pipe = self._conn.pipeline(transaction=True)
+            pipe.hincrby(self._keys.job(self.id), "waiters", 1)
+            pipe.hgetall(self._keys.job(self.id))
+            _, raw = pipe.execute()
+            rec = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+            if not rec.get("status"):
+                self._conn.delete(self._keys.job(self.id))  # expired meanwhile: ours alone
         while True:
-            rec, _ = self._read()
             st = rec.get("status")
             if not st:
                 raise JobUnknown(f"no record of job {self.id} in queue {self.queue!r}")
@@ -311,6 +323,7 @@ class JobHandle:
                 self._conn.blmove(done, done, max(wait, 0.01), "RIGHT", "LEFT")
             except redis_timeout():
                 pass  # the socket's own timeout (unknown to _block_limit): read again
+            rec, _ = self._read()
 
     # --- control ----------------------------------------------------------------------
 

@@ -184,8 +184,9 @@ return 1
 #   n_ack acked items, n_result results, n_retry (old, new, due) triples,
 #   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for, n_fields, fields...),
 #   n_slot job ids (their concurrency slots are freed).
-# A record already cancelled keeps that status. A finished job's record and its done
-# list get their TTL, and one item is pushed to the done list (JobHandle.get wakes).
+# A record already cancelled keeps that status. A finished job's record gets its TTL;
+# if a JobHandle.get() registered as a waiter (record field ``waiters``), one item is
+# pushed to the done list (same TTL), which wakes it.
 # Returns how many items were no longer in the in-flight list (reclaimed meanwhile).
 SETTLE = (
     _TARGET
@@ -231,7 +232,8 @@ for _ = 1, n_rec do
   k = k + 3
   redis.call('HDEL', running, id)
   local final = st == 'succeeded' or st == 'dead' or st == 'cancelled'
-  local cur = redis.call('HGET', KEYS[k0], 'status')
+  local cw = redis.call('HMGET', KEYS[k0], 'status', 'waiters')
+  local cur = cw[1]
   if cur == 'cancelled' then
     redis.call('SREM', kill, id)
     if final then redis.call('SREM', cancelled, id) end
@@ -239,8 +241,10 @@ for _ = 1, n_rec do
     redis.call('HSET', KEYS[k0], 'status', st, unpack(ARGV, i, i + nf - 1))
     if final then
       redis.call('EXPIRE', KEYS[k0], ttl)
-      redis.call('RPUSH', KEYS[k0 + 1], st)
-      redis.call('EXPIRE', KEYS[k0 + 1], ttl)
+      if cw[2] then  -- someone waits in get(): wake them (fire-and-forget jobs skip this)
+        redis.call('RPUSH', KEYS[k0 + 1], st)
+        redis.call('EXPIRE', KEYS[k0 + 1], ttl)
+      end
       if KEYS[k0 + 2] ~= KEYS[k0] and redis.call('GET', KEYS[k0 + 2]) == id then
         if hold > 0 then
           redis.call('EXPIRE', KEYS[k0 + 2], math.ceil(hold))

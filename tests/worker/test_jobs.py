@@ -282,7 +282,8 @@ def once(tag):
     q = Queue(redis_conn, Q)
     h = q.enqueue("once", "v")
     a = spawn_worker(app, env=env)
-    wait_for(lambda: h.status() == "running", 30)
+    wait_for(lambda: redis_conn.get("runs") == b"1", 30)  # inside the handler, not just claimed
+    assert h.status() == "running"
     a.send_signal(signal.SIGKILL)
     a.wait(5)
     spawn_worker(app, env=env)
