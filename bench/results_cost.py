@@ -14,44 +14,18 @@ and calls ``get()`` on it; p50/p99 of enqueue-to-result.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import redis
+from celery_overhead import start_redis  # same directory: bench/ scripts run as files
 
-from gridq.ports import free_port
 from gridq.queue import Queue
 from gridq.worker import App
 from gridq.worker.settings import WorkerSettings
 from gridq.worker.worker import Worker
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if not binary:
-        sys.exit("redis-server not found on PATH")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("redis-server did not start")
 
 
 def make_app(url: str, queue: str) -> App:

@@ -10,8 +10,8 @@ Every job enqueued through ``Queue.enqueue`` / ``Task.delay`` keeps a *record*, 
   (the record itself is not touched: a claim does not know its ids in advance, and Lua
   never builds key names). ``status()`` reads the two together;
 * the worker's settle script, in the same batch that acknowledges the job: ``status``
-  succeeded / retrying / dead / cancelled, ``attempts``, times, ``consumer``, ``node``,
-  ``result`` (JSON) or the error fields; a finished job's record expires ``ttl``
+  succeeded / retrying / dead / cancelled, ``fin`` (JSON: attempts, times, consumer,
+  node, error fields; read back as fields of their own) and ``result`` (JSON); a finished job's record expires ``ttl``
   seconds later and, if a ``get()`` registered (field ``waiters``), one item is pushed
   to ``gridq:q:{Q}:done:<id>`` (same TTL);
 * ``cancel()``: status cancelled at once, and the id in ``gridq:q:{Q}:cancelled``
@@ -174,6 +174,17 @@ def _text(v: Any) -> str | None:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _fields(raw: dict[Any, Any]) -> dict[str, str]:
+    """A record as text; the settle script's ``fin`` (JSON of the last attempt's
+    details) is spread into fields of its own."""
+    rec = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+    fin = rec.pop("fin", None)
+    if fin:
+        for k, v in json.loads(fin).items():
+            rec[k] = "" if v is None else str(v)
+    return rec
+
+
 def _num(v: Any) -> float | None:
     t = _text(v)
     return float(t) if t not in (None, "") else None
@@ -234,7 +245,7 @@ class JobHandle:
         pipe.hgetall(self._keys.job(self.id))
         pipe.hget(self._keys.running, self.id)
         rec, running = pipe.execute()
-        return {_text(k) or "": _text(v) or "" for k, v in rec.items()}, _text(running)
+        return _fields(rec), _text(running)
 
     @staticmethod
     def _status(rec: dict[str, str], running: str | None) -> str:
@@ -306,7 +317,7 @@ class JobHandle:
             pipe.hincrby(self._keys.job(self.id), "waiters", 1)
             pipe.hgetall(self._keys.job(self.id))
             _, raw = pipe.execute()
-            rec = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+            rec = _fields(raw)
             if not rec.get("status"):
                 self._conn.delete(self._keys.job(self.id))  # expired meanwhile: ours alone
         while True:

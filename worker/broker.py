@@ -182,7 +182,8 @@ return 1
 #   again when the job has none), then one slots ZSET per concurrency slot to free.
 # ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_rec, n_slot, then
 #   n_ack acked items, n_result results, n_retry (old, new, due) triples,
-#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for, n_fields, fields...),
+#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for, fin, result) with fin
+#   the JSON of the attempt's details and result the return value's JSON ('' = none),
 #   n_slot job ids (their concurrency slots are freed).
 # A record already cancelled keeps that status. A finished job's record gets its TTL;
 # if a JobHandle.get() registered as a waiter (record field ``waiters``), one item is
@@ -224,11 +225,11 @@ for _ = 1, n_dead do
 end
 local k = 19
 for _ = 1, n_rec do
-  local id, st, ttl, hold, nf =
-    ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local id, st, ttl, hold, fin, res =
+    ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
   -- KEYS[k]: the record, KEYS[k + 1]: its done list, KEYS[k + 2]: its unique key
   local k0 = k
-  i = i + 5
+  i = i + 6
   k = k + 3
   redis.call('HDEL', running, id)
   local final = st == 'succeeded' or st == 'dead' or st == 'cancelled'
@@ -238,7 +239,11 @@ for _ = 1, n_rec do
     redis.call('SREM', kill, id)
     if final then redis.call('SREM', cancelled, id) end
   elseif cur then
-    redis.call('HSET', KEYS[k0], 'status', st, unpack(ARGV, i, i + nf - 1))
+    if res ~= '' then
+      redis.call('HSET', KEYS[k0], 'status', st, 'fin', fin, 'result', res)
+    else
+      redis.call('HSET', KEYS[k0], 'status', st, 'fin', fin)
+    end
     if final then
       redis.call('EXPIRE', KEYS[k0], ttl)
       if cw[2] then  -- someone waits in get(): wake them (fire-and-forget jobs skip this)
@@ -254,7 +259,6 @@ for _ = 1, n_rec do
       end
     end
   end
-  i = i + nf
 end
 for _ = 1, n_slot do
   redis.call('ZREM', KEYS[k], ARGV[i])
@@ -360,7 +364,8 @@ class RecordUpdate:
     ttl: int
     key: str | None  # unique key to release when the job is finished
     unique_for: float
-    fields: list[str]  # field, value, field, value...
+    fin: str  # JSON: attempts, started_at, finished_at, consumer, node, error fields
+    result: str  # the return value as JSON; "" when there is none
 
 
 @dataclass(slots=True)
@@ -552,8 +557,7 @@ class Broker:
             args.extend((old, dead_rec))
         rec_keys: list[str] = []
         for r in s.records:
-            args.extend((r.job_id, r.status, r.ttl, repr(r.unique_for), len(r.fields)))
-            args.extend(r.fields)
+            args.extend((r.job_id, r.status, r.ttl, repr(r.unique_for), r.fin, r.result))
             job_key = self.k.job(r.job_id)
             unique = self.k.unique(r.key) if r.key else job_key
             rec_keys += [job_key, self.k.done(r.job_id), unique]

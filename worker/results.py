@@ -28,6 +28,8 @@ DEAD = "dead"  # cannot run at all (malformed, unknown task, no handler): no ret
 CANCELLED = "cancelled"  # cancelled while running (JobHandle.cancel): acknowledged, no retry
 
 MAX_TRACEBACK = 16_000
+# One encoder, not json.dumps(default=...) per job (that builds a new one each call).
+_VALUE = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 @dataclass(slots=True)
@@ -99,7 +101,7 @@ def succeeded(job: protocol.Job, value: Any, started: float, want_result: bool) 
             data = protocol.raw_result(value)
         else:
             data = protocol.result_object(job, "ok", result=value)
-    kept = json.dumps(value, default=str) if job.result_ttl else None
+    kept = (_VALUE.encode(value) if value is not None else "null") if job.result_ttl else None
     return Outcome(OK, task_label(job), time.perf_counter() - started, result=data, value=kept)
 
 

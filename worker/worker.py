@@ -17,6 +17,7 @@ Threads (all daemonic, so a handler that never returns cannot hold the exit):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -672,26 +673,30 @@ class Worker:
         )
 
     def _record(self, job: protocol.Job, out: Outcome, status: str, now: float) -> RecordUpdate:
-        """The job record's new fields (gridq/jobs.py), written by the settle script."""
-        f = [
-            "attempts",
-            str(job.attempt + 1),
-            "started_at",
-            repr(now - out.duration),
-            "consumer",
-            self.consumer_id,
-            "node",
-            self.settings.node_id,
-        ]
+        """The job record's new state (gridq/jobs.py), written by the settle script."""
+        fin: dict[str, Any] = {
+            "attempts": job.attempt + 1,
+            "started_at": now - out.duration,
+            "consumer": self.consumer_id,
+            "node": self.settings.node_id,
+        }
         if status != "retrying":
-            f += ["finished_at", repr(now)]
+            fin["finished_at"] = now
+        result = ""
         if status == "succeeded":
-            f += ["result", out.value if out.value is not None else "null"]
+            result = out.value if out.value is not None else "null"
         elif out.error_type:
-            f += ["error_type", out.error_type, "error", out.message]
-            f += ["traceback", out.traceback or ""]
+            fin["error_type"] = out.error_type
+            fin["error"] = out.message
+            fin["traceback"] = out.traceback
         return RecordUpdate(
-            job.id, status, job.result_ttl or 1, job.key, float(job.unique_for or 0), f
+            job.id,
+            status,
+            job.result_ttl or 1,
+            job.key,
+            float(job.unique_for or 0),
+            _FIN.encode(fin),
+            result,
         )
 
     @staticmethod
@@ -742,6 +747,7 @@ class Worker:
                 next_beat = time.monotonic()  # renew as soon as Redis is back
 
 
+_FIN = json.JSONEncoder(separators=(",", ":"), default=str)
 _TASK_ID = re.compile(rb'"(task|id)":"([^"\\]*)"')
 
 
