@@ -29,6 +29,7 @@ class Queue:
         self.name = name
         self.keys = QueueKeys(name)
         self._url = url
+        self._enqueue: Any = None  # the enqueue script, registered on first use
 
     @classmethod
     def from_url(cls, url: str, name: str, **kw: Any) -> Queue:
@@ -105,22 +106,22 @@ class Queue:
             target = k.priority(_priority) if _priority else k.pending
         # The record outlives the wait: a job due in 3 days keeps it until it ran.
         record_ttl = ttl + max(0, int((due or now) - now) + 1)
-        holder = self.conn.eval(
-            jobs.ENQUEUE,
-            3,
-            target,
-            k.job(job_id),
-            k.unique(_key) if _key is not None else k.job(job_id),
-            item,
-            job_id,
-            record_ttl,
-            jobs.SCHEDULED if due is not None else jobs.QUEUED,
-            repr(now),
-            task,
-            repr(due) if due is not None else "",
-            _key if _key is not None else "",
-            repr(float(_unique_for or 0)),
-            ttl,
+        if self._enqueue is None:
+            self._enqueue = self.conn.register_script(jobs.ENQUEUE)  # EVALSHA from now on
+        holder = self._enqueue(
+            keys=[target, k.job(job_id), k.unique(_key) if _key is not None else k.job(job_id)],
+            args=[
+                item,
+                job_id,
+                record_ttl,
+                jobs.SCHEDULED if due is not None else jobs.QUEUED,
+                repr(now),
+                task,
+                repr(due) if due is not None else "",
+                _key if _key is not None else "",
+                repr(float(_unique_for or 0)),
+                ttl,
+            ],
         )
         return JobHandle(self, holder.decode() if isinstance(holder, bytes) else str(holder))
 
