@@ -111,6 +111,7 @@ local now = tonumber(ARGV[2])
 local lim, nlim = load_limits(19, 5)
 local out = {}
 local dropped = {}
+local marks = {}  -- id, stamp, ...: one HSET of the running hash for the whole batch
 local stamp = ARGV[2] .. ' ' .. ARGV[3]
 for i = 10, 1, -1 do
   if n <= 0 then break end
@@ -130,7 +131,10 @@ for i = 10, 1, -1 do
           redis.call('ZADD', KEYS[18], park, item)
         else
           out[#out + 1] = item
-          if id then redis.call('HSET', KEYS[14], id, stamp) end
+          if id then
+            marks[#marks + 1] = id
+            marks[#marks + 1] = stamp
+          end
         end
       end
     end
@@ -141,6 +145,7 @@ if #out > 0 then
   redis.call('LPUSH', KEYS[13], unpack(out))
   redis.call('SET', KEYS[12], ARGV[2])
 end
+if #marks > 0 then redis.call('HSET', KEYS[14], unpack(marks)) end
 if #dropped > 0 then redis.call('HINCRBY', KEYS[16], 'cancelled', #dropped) end
 return {out, dropped}
 """
@@ -224,6 +229,7 @@ for _ = 1, n_dead do
   i = i + 2
 end
 local k = 19
+local unmark = {}  -- ids leaving the running hash: one HDEL for the batch
 for _ = 1, n_rec do
   local id, st, ttl, hold, fin, res =
     ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
@@ -231,7 +237,7 @@ for _ = 1, n_rec do
   local k0 = k
   i = i + 6
   k = k + 3
-  redis.call('HDEL', running, id)
+  unmark[#unmark + 1] = id
   local final = st == 'succeeded' or st == 'dead' or st == 'cancelled'
   local cw = redis.call('HMGET', KEYS[k0], 'status', 'waiters')
   local cur = cw[1]
@@ -260,6 +266,7 @@ for _ = 1, n_rec do
     end
   end
 end
+if #unmark > 0 then redis.call('HDEL', running, unpack(unmark)) end
 for _ = 1, n_slot do
   redis.call('ZREM', KEYS[k], ARGV[i])
   k = k + 1
