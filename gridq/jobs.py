@@ -308,18 +308,16 @@ class JobHandle:
         end = None if timeout is None else time.monotonic() + timeout
         done = self._keys.done(self.id)
         chunk = _block_limit(self._conn)
-        rec, _ = self._read()
-        if rec.get("status") and rec["status"] not in TERMINAL:
-            # Register as a waiter, and read the status again in the same transaction:
-            # the settle script (atomic) either ran before (we see it finished) or runs
-            # after and, seeing a waiter, pushes to the done list we block on.
-            pipe = self._conn.pipeline(transaction=True)
-            pipe.hincrby(self._keys.job(self.id), "waiters", 1)
-            pipe.hgetall(self._keys.job(self.id))
-            _, raw = pipe.execute()
-            rec = _fields(raw)
-            if not rec.get("status"):
-                self._conn.delete(self._keys.job(self.id))  # expired meanwhile: ours alone
+        # Register as a waiter and read the record in one transaction: the settle script
+        # (atomic) either ran before (we see the job finished) or runs after and, seeing
+        # a waiter, pushes to the done list we block on.
+        pipe = self._conn.pipeline(transaction=True)
+        pipe.hincrby(self._keys.job(self.id), "waiters", 1)
+        pipe.hgetall(self._keys.job(self.id))
+        _, raw = pipe.execute()
+        rec = _fields(raw)
+        if not rec.get("status"):
+            self._conn.delete(self._keys.job(self.id))  # no record: the waiter made this key
         while True:
             st = rec.get("status")
             if not st:
