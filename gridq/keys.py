@@ -86,6 +86,7 @@ HUB_ASSIGNMENTS = f"{PREFIX}:hub:assignments"  # HASH node_id -> assignment JSON
 HUB_SCHEDULE_LOCK = f"{PREFIX}:hub:schedule_lock"  # STRING lock around a scheduling pass
 HUB_STATE = f"{PREFIX}:hub:state"  # HASH misc: spec version, sequential cursor
 HUB_EVENTS = f"{PREFIX}:hub:events"  # LIST recent events (capped)
+HUB_AUDIT = f"{PREFIX}:hub:audit"  # STREAM the audit trail (capped, kept 30 days by default)
 
 
 def hub_node_secret(node_id: str) -> str:
@@ -96,6 +97,11 @@ def hub_node_secret(node_id: str) -> str:
 def hub_task_rate(name: str) -> str:
     """LIST: recent (time, processed) samples used to compute a task's rate."""
     return f"{PREFIX}:hub:task:{name}:rate"
+
+
+def hub_auth_failures(address: str) -> str:
+    """STRING counter with TTL = the window: failed authentications from one client address."""
+    return f"{PREFIX}:hub:authfail:{address}"
 
 
 def all_documented() -> list[str]:
@@ -124,6 +130,8 @@ def all_documented() -> list[str]:
         HUB_SCHEDULE_LOCK,
         HUB_STATE,
         HUB_EVENTS,
+        HUB_AUDIT,
         hub_node_secret("{id}"),
+        hub_auth_failures("{address}"),
         hub_task_rate("{name}"),
     ]

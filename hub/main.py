@@ -16,18 +16,31 @@ from prometheus_client import CollectorRegistry
 
 from gridq import __version__
 
+from .auth import TokenSets
 from .background import Lifespan, lifespan
+from .clientaddr import networks
 from .config import HubSettings, check_tokens
 from .errors import install_handlers
 from .fastpath import HEARTBEAT_ROUTE, HeartbeatFastPath
 from .middleware import LatencyMiddleware, latency_histogram
 from .outage import RedisOutage
-from .routes import doctor, events, health, metrics, node_api, nodes, prometheus_sd, tasks
+from .ratelimit import AuthFailLimit
+from .routes import (
+    audit,
+    doctor,
+    events,
+    health,
+    metrics,
+    node_api,
+    nodes,
+    prometheus_sd,
+    tasks,
+)
 from .store import Store
 
 log = logging.getLogger("gridq.hub")
 
-ROUTERS = (health, metrics, tasks, nodes, node_api, prometheus_sd, events, doctor)
+ROUTERS = (health, metrics, tasks, nodes, node_api, prometheus_sd, events, doctor, audit)
 
 
 def create_app(settings: HubSettings | None = None, *, background: bool = True) -> FastAPI:
@@ -47,6 +60,7 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
 
     app = _app(settings, lifespan(store, settings.schedule_interval, outage, background))
     app.state.settings = settings
+    app.state.tokens = TokenSets.from_settings(settings)
     app.state.store = store
     app.state.redis_outage = outage
     app.state.registry = CollectorRegistry()
@@ -60,6 +74,14 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
         r for r in node_api.router.routes if getattr(r, "path", None) == HEARTBEAT_ROUTE
     )
     app.add_middleware(HeartbeatFastPath, nodes=store.nodes, route=hb_route)
+    # Outside the fast path: a blocked address gets 429 before any token is checked.
+    app.add_middleware(
+        AuthFailLimit,
+        r=store.r,
+        limit=settings.auth_fail_limit,
+        window=settings.auth_fail_window,
+        trusted=networks(settings.trusted_proxies),
+    )
     app.add_middleware(LatencyMiddleware, histogram=app.state.latency)
     return app
 

@@ -13,11 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..deps import AdminDep, StoreDep
+from ..deps import ApiDep, StoreDep
 from ..store import counts
 from ..views import running_by_task
 
-router = APIRouter(tags=["observability"], dependencies=[AdminDep])
+router = APIRouter(tags=["observability"], dependencies=[ApiDep])
 
 NODE_STATUSES = ("online", "offline", "draining", "stopping", "left")
 

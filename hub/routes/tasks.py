@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from gridq.errors import RedisAuthError, RedisUnavailable
 from gridq.redisurl import check, mask
 
-from ..deps import AdminDep, SettingsDep, StoreDep
+from ..deps import ApiDep, AuditDep, Recorder, SettingsDep, StoreDep
 from ..errors import unprocessable, validation_detail
 from ..models import Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
 from ..store import Store, worker_spec
@@ -21,7 +21,7 @@ from ..views import render_tasks
 
 log = logging.getLogger("gridq.hub")
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[AdminDep])
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[ApiDep])
 
 ValidateQ = Annotated[
     bool, Query(description="connect to the task's Redis (AUTH + PING) before accepting it")
@@ -61,7 +61,11 @@ async def _get(store: Store, name: str) -> TaskRecord:
     },
 )
 async def create_task(
-    body: TaskCreate, store: StoreDep, settings: SettingsDep, validate: ValidateQ = True
+    body: TaskCreate,
+    store: StoreDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+    validate: ValidateQ = True,
 ) -> TaskOut:
     spec = body.normalised()
     if await store.tasks.get(spec.name) is not None:
@@ -84,6 +88,7 @@ async def create_task(
         spec.input_queue,
     )
     await store.events.add(f"task {spec.name} registered")
+    await audit("task.create", spec.name)
     await store.scheduling.schedule()
     return (await render_tasks(store, [rec], live=False))[0]
 
@@ -99,8 +104,8 @@ async def list_tasks(store: StoreDep, live: LiveQ = True) -> list[TaskOut]:
     summary="sequential mode: finish the current task and start the next one",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def next_task(store: StoreDep, settings: SettingsDep) -> Message:
-    return await _sequence(store, settings.scheduling, "next")
+async def next_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> Message:
+    return await _sequence(store, settings.scheduling, "next", audit)
 
 
 @router.post(
@@ -109,17 +114,18 @@ async def next_task(store: StoreDep, settings: SettingsDep) -> Message:
     summary="sequential mode: finish the current task (the last one: nothing runs)",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def finish_task(store: StoreDep, settings: SettingsDep) -> Message:
-    return await _sequence(store, settings.scheduling, "finish")
+async def finish_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> Message:
+    return await _sequence(store, settings.scheduling, "finish", audit)
 
 
-async def _sequence(store: Store, scheduling: str, action: str) -> Message:
+async def _sequence(store: Store, scheduling: str, action: str, audit: Recorder) -> Message:
     if scheduling != "sequential":
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="the hub schedules in parallel; /next and /finish need GRIDQ_HUB_SCHEDULING=sequential",
         )
     changed, msg, current = await store.scheduling.sequence(action)
+    await audit(f"sequence.{action}", current or "", detail=msg)
     return Message(ok=True, changed=changed, message=msg, current=current)
 
 
@@ -138,7 +144,12 @@ async def get_task(name: str, store: StoreDep, live: LiveQ = True) -> TaskOut:
     },
 )
 async def patch_task(
-    name: str, body: TaskPatch, store: StoreDep, settings: SettingsDep, validate: ValidateQ = True
+    name: str,
+    body: TaskPatch,
+    store: StoreDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+    validate: ValidateQ = True,
 ) -> TaskOut:
     rec = await _get(store, name)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
@@ -165,7 +176,10 @@ async def patch_task(
         created_at=rec.created_at,
         updated_at=time.time(),
     )
-    return await _save(store, rec, f"changed: {', '.join(sorted(changes)) or 'nothing'}")
+    fields = ", ".join(sorted(changes)) or "nothing"
+    out = await _save(store, rec, f"changed: {fields}")
+    await audit("task.patch", name, detail=f"fields: {fields}")
+    return out
 
 
 @router.delete(
@@ -173,11 +187,12 @@ async def patch_task(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "no such task"}},
 )
-async def delete_task(name: str, store: StoreDep) -> Response:
+async def delete_task(name: str, store: StoreDep, audit: AuditDep) -> Response:
     if not await store.tasks.delete(name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
     log.info("task %s deleted", name)
     await store.events.add(f"task {name} deleted")
+    await audit("task.delete", name)
     await store.scheduling.schedule()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -205,8 +220,10 @@ async def _set_paused(store: Store, name: str, paused: bool) -> TaskOut:
     summary="stop the task's workers (desired replicas 0) until resumed",
     responses={404: {"description": "no such task"}},
 )
-async def pause_task(name: str, store: StoreDep) -> TaskOut:
-    return await _set_paused(store, name, True)
+async def pause_task(name: str, store: StoreDep, audit: AuditDep) -> TaskOut:
+    out = await _set_paused(store, name, True)
+    await audit("task.pause", name)
+    return out
 
 
 @router.post(
@@ -215,5 +232,7 @@ async def pause_task(name: str, store: StoreDep) -> TaskOut:
     summary="undo pause",
     responses={404: {"description": "no such task"}},
 )
-async def resume_task(name: str, store: StoreDep) -> TaskOut:
-    return await _set_paused(store, name, False)
+async def resume_task(name: str, store: StoreDep, audit: AuditDep) -> TaskOut:
+    out = await _set_paused(store, name, False)
+    await audit("task.resume", name)
+    return out

@@ -18,6 +18,7 @@ node ready to send.
   stop, delete; nodes read back with their status
 - ``store.figures`` (figures.py): live queue figures and rates from the tasks' Redis
 - ``store.events`` (events.py): the event log
+- ``store.audit`` (audit.py): the audit trail (who changed what through the API)
 - ``store.scheduling`` (placement_pass.py): the scheduling service over the four:
   passes (steps in pass_steps.py), the lock (lock.py), sequential mode
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from ..config import HubSettings
+from .audit import Audit
 from .base import connect
 from .events import Events
 from .figures import Figures
@@ -64,6 +66,7 @@ class Store:
         self.settings = settings
         self.r = conn or connect(settings)
         self.events = Events(self.r)
+        self.audit = Audit(self.r, settings)
         self.tasks = Tasks(self.r)
         self.figures = Figures(self.r, settings)
         self.nodes = Nodes(self.r, settings, self.events)

@@ -1,6 +1,8 @@
 """API refusals: without a token every path but /health (and the public API description,
 /docs and /openapi.json: hub/config.py public_docs) refuses; the node token and a node's
-own secret never open the admin API. schemathesis generates the calls."""
+own secret never open the admin API; the viewer token reads and changes nothing.
+schemathesis generates the calls. The failed-login limit (429, tests/hub/test_hub_security.py)
+is off here: these tests make hundreds of refused calls from one address on purpose."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def _calls(
 
 
 def test_no_token_refused_everywhere(redis_conn: Any, redis_url: str) -> None:
-    app = create_app(settings_for(redis_url=redis_url), background=False)
+    app = create_app(settings_for(redis_url=redis_url, auth_fail_limit=0), background=False)
     with TestClient(app) as c:
         paths = c.get("/openapi.json").json()["paths"]
         assert c.get("/health").status_code == 200
@@ -50,7 +52,7 @@ def test_no_token_refused_everywhere(redis_conn: Any, redis_url: str) -> None:
 
 
 def test_wrong_and_node_credentials_refused_on_admin_api(redis_conn: Any, redis_url: str) -> None:
-    app = create_app(settings_for(redis_url=redis_url), background=False)
+    app = create_app(settings_for(redis_url=redis_url, auth_fail_limit=0), background=False)
     with TestClient(app) as c:
         r = c.post("/api/node/register", json={"info": node_info()}, headers=JOIN_H)
         secret = r.json()["secret"]
@@ -65,3 +67,19 @@ def test_wrong_and_node_credentials_refused_on_admin_api(redis_conn: Any, redis_
         assert len(calls) > 20
         bad = [c for c in calls if c[2] not in (401, 403)]
         assert not bad, (headers["Authorization"][:12], bad)
+
+
+VIEWER = "view-Zr84kPq2MxW7cT"
+
+
+def test_viewer_reads_and_changes_nothing(redis_conn: Any, redis_url: str) -> None:
+    app = create_app(
+        settings_for(redis_url=redis_url, viewer_token=VIEWER, auth_fail_limit=0),
+        background=False,
+    )
+    calls = _calls(app, {"Authorization": f"Bearer {VIEWER}"}, admin_only=True)
+    writes = [c for c in calls if c[0] not in ("GET", "HEAD")]
+    reads = [c for c in calls if c[0] in ("GET", "HEAD")]
+    assert len(writes) > 10 and len(reads) > 10
+    assert not [c for c in writes if c[2] != 403], writes
+    assert not [c for c in reads if c[2] in (401, 403)], reads

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from gridq.hub import deps
+from gridq.hub import auth
 from hub_helpers import (
     ADMIN,
     ADMIN_H,
@@ -107,13 +107,13 @@ def test_heartbeat_auth(client: TestClient) -> None:
 
 def test_constant_time_compare_is_used(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = deps.hmac.compare_digest
+    real = auth.hmac.compare_digest
 
     def spy(a: Any, b: Any) -> bool:
         calls.append(1)
         return real(a, b)
 
-    monkeypatch.setattr(deps.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     from gridq.hub.store import nodes as store_nodes
     from gridq.hub.store import scripts
 
