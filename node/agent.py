@@ -73,7 +73,13 @@ class Agent:
             settings, self.identity.agent_id, self.metrics, self._wake
         )
         self.metrics_server: MetricsServer | None = None
-        self.client = HubClient(settings.hub_url, settings.token(), self.store, self.node_info)
+        self.client = HubClient(
+            settings.hub_url,
+            settings.token(),
+            self.store,
+            self.node_info,
+            ca_file=settings.ca_file,
+        )
         self.reconciler = Reconciler(self.runtime, settings, self.metrics, wake=self._wake.set)
         self.desired: list[Assignment] | None = None
         self.draining = threading.Event()

@@ -16,10 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from gridq.node.identity import Identity, IdentityStore
 
+from gridq.hubtls import tls_context, untrusted, untrusted_message
 from gridq.nodeproto import (
     Heartbeat,
     HeartbeatResponse,
@@ -53,6 +55,7 @@ class HubClient:
         info: Callable[[], NodeInfo],
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.base = hub_url.rstrip("/")
         self._token = token
@@ -64,7 +67,12 @@ class HubClient:
         # True when the last heartbeat() was answered by the registration alone: the
         # hub has not seen this run's instances yet, so heartbeat again soon.
         self.answered_by_register = False
-        self._http = httpx.Client(base_url=self.base, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base,
+            timeout=timeout,
+            transport=transport,
+            verify=tls_context(ca_file, "GRIDQ_NODE_CA_FILE"),
+        )
 
     @property
     def node_id(self) -> str | None:
@@ -165,6 +173,12 @@ class HubClient:
                 headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
             )
         except httpx.HTTPError as exc:
+            why = untrusted(exc)
+            if why:
+                # Retrying will not make the certificate trusted: the operator must act.
+                raise HubRejected(
+                    f"{untrusted_message(why, 'GRIDQ_NODE_CA_FILE')} (hub {self.base})"
+                ) from None
             # httpx messages name the URL, never the Authorization header; mask anyway.
             raise HubUnavailable(
                 f"hub at {self.base} unreachable: {mask_text(str(exc) or type(exc).__name__, [bearer])}"

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     NoDecode,
     SettingsConfigDict,
@@ -51,6 +51,12 @@ class NodeSettings(GridqSettings):
         default=None,
         validation_alias="GRIDQ_NODE_TOKEN",
         description="join token the hub expects from nodes",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GRIDQ_NODE_CA_FILE", "GRIDQ_HUB_CA_FILE"),
+        description="PEM file of the CA that signed the hub's HTTPS certificate (default:"
+        " the system's CA store); GRIDQ_HUB_CA_FILE, the CLI's name, is accepted too",
     )
     state_dir: Path = Field(
         default_factory=default_state_dir, description="where the node keeps its identity"
@@ -116,6 +122,13 @@ class NodeSettings(GridqSettings):
                     raise ValueError(f"label {part.strip()!r} is not key=value")
                 out[key.strip()] = value.strip()
             return out
+        return v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
         return v
 
     @property

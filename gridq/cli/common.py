@@ -41,6 +41,7 @@ def friendly(fn: F) -> F:
         import redis
 
         from gridq.errors import GridqError
+        from gridq.hubtls import untrusted, untrusted_message
         from gridq.redisurl import explain
 
         try:
@@ -50,6 +51,9 @@ def friendly(fn: F) -> F:
         except GridqError as exc:
             fail(str(exc))
         except httpx.HTTPError as exc:
+            why = untrusted(exc)
+            if why:
+                fail(untrusted_message(why))
             fail(f"cannot reach the hub: {exc}")
         except redis.RedisError as exc:
             err = explain(exc, _last_redis_url)
@@ -130,9 +134,14 @@ class HubClient:
     def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
         import httpx
 
+        from gridq.hubtls import CA_ENV, tls_context
+
         self.url = url
         self._http = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            verify=tls_context(os.environ.get(CA_ENV)),
         )
 
     def request(self, method: str, path: str, **kw: Any) -> Any:

@@ -22,6 +22,12 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--hub-url", "hub_url", str, "hub base URL [GRIDQ_HUB_URL]"),
     ("--token", "node_token", str, "node join token [GRIDQ_NODE_TOKEN]"),
     (
+        "--ca-file",
+        "ca_file",
+        click.Path(path_type=Path),
+        "CA of the hub's HTTPS certificate [GRIDQ_NODE_CA_FILE or GRIDQ_HUB_CA_FILE]",
+    ),
+    (
         "--state-dir",
         "state_dir",
         click.Path(path_type=Path),

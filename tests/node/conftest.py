@@ -99,44 +99,71 @@ def remove_agent_containers(docker_client: Any, agent_id: str) -> None:
 # -- the real hub ----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def openssl() -> str:
+    """The openssl binary (.ci/run installs it), for certificates made in a test."""
+    import shutil
+
+    path = shutil.which("openssl")
+    if not path:
+        need("openssl (apt-get install openssl)")
+    return str(path)
+
+
 @pytest.fixture
-def hub(make_redis: Any, tmp_path: Path) -> Iterator[Hub]:
-    srv = make_redis()
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        GRIDQ_HUB_REDIS_URL=srv.url,
-        GRIDQ_HUB_TOKEN=ADMIN_TOKEN,
-        GRIDQ_NODE_TOKEN=NODE_TOKEN,
-        GRIDQ_HUB_HEARTBEAT_INTERVAL="0.3",
-        GRIDQ_HUB_SCHEDULE_INTERVAL="0.3",
-        GRIDQ_HUB_LOG_LEVEL="warning",
-    )
-    log = open(tmp_path / "hub.log", "wb")  # noqa: SIM115 (outlives this scope: the hub writes to it)
-    proc = subprocess.Popen(
-        [GRIDQ, "hub", "--bind", f"127.0.0.1:{port}"], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
+def make_hub(make_redis: Any, tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Factory: make_hub(scheme="http", verify=True, **env) -> a started ``gridq hub``
+    on its own redis-server; ``env`` adds or overrides GRIDQ_* variables."""
+    started: list[tuple[Hub, subprocess.Popen[bytes], Any]] = []
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"hub exited: {(tmp_path / 'hub.log').read_text()[-2000:]}")
+    def factory(scheme: str = "http", verify: Any = True, **extra: str) -> Hub:
+        srv = make_redis()
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            GRIDQ_HUB_REDIS_URL=srv.url,
+            GRIDQ_HUB_TOKEN=ADMIN_TOKEN,
+            GRIDQ_NODE_TOKEN=NODE_TOKEN,
+            GRIDQ_HUB_HEARTBEAT_INTERVAL="0.3",
+            GRIDQ_HUB_SCHEDULE_INTERVAL="0.3",
+            GRIDQ_HUB_LOG_LEVEL="warning",
+        )
+        env.update(extra)
+        log_path = tmp_path / f"hub{len(started)}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 (outlives this scope: the hub writes to it)
+        proc = subprocess.Popen(
+            [GRIDQ, "hub", "--bind", f"127.0.0.1:{port}"], env=env, stdout=log, stderr=log
+        )
+        url = f"{scheme}://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"hub exited: {log_path.read_text()[-2000:]}")
+            try:
+                return httpx.get(url + "/health", timeout=1, verify=verify).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=30)
+        h = Hub(url, proc, srv.url, ADMIN_TOKEN, verify=verify)
+        started.append((h, proc, log))
+        return h
+
+    yield factory
+    for h, proc, log in started:
+        h.http.close()
+        proc.terminate()
         try:
-            return httpx.get(url + "/health", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
-    wait_for(up, timeout=30)
-    h = Hub(url, proc, srv.url, ADMIN_TOKEN)
-    yield h
-    h.http.close()
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+
+@pytest.fixture
+def hub(make_hub: Callable[..., Hub]) -> Hub:
+    return make_hub()
 
 
 # -- agents ----------------------------------------------------------------------------

@@ -30,13 +30,21 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0
 
 class Hub:
     def __init__(
-        self, url: str, proc: subprocess.Popen[bytes], redis_url: str, admin_token: str
+        self,
+        url: str,
+        proc: subprocess.Popen[bytes],
+        redis_url: str,
+        admin_token: str,
+        verify: Any = True,
     ) -> None:
         self.url = url
         self.proc = proc
         self.redis_url = redis_url
         self.http = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=10
+            base_url=url,
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=10,
+            verify=verify,
         )
 
     def create_task(self, **body: Any) -> dict[str, Any]:
