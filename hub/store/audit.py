@@ -2,8 +2,8 @@
 
 One entry per change: time, actor (``admin``, ``viewer``, ``node:<id>``), the index of
 the token used (never its value), action, target, client address. The stream is capped
-at ``audit_max_entries`` (approximately: Redis trims whole nodes) and entries older
-than ``audit_retention_days`` are dropped on each write. Stream ids are milliseconds,
+at ``audit_max_entries`` and entries older than ``audit_retention_days`` are dropped on
+each write (exact trimming: changes are rare, so each write drops at most a few). Stream ids are milliseconds,
 so ``since`` is a range bound and needs no index.
 """
 
@@ -53,8 +53,8 @@ class Audit:
             entry["detail"] = mask_text(detail)
         oldest = f"{int((now - self.retention) * 1000)}-0"
         pipe = self.r.pipeline(transaction=False)
-        pipe.xadd(keys.HUB_AUDIT, {"r": dumps(entry)}, maxlen=self.max_entries, approximate=True)
-        pipe.xtrim(keys.HUB_AUDIT, minid=oldest, approximate=True)
+        pipe.xadd(keys.HUB_AUDIT, {"r": dumps(entry)}, maxlen=self.max_entries, approximate=False)
+        pipe.xtrim(keys.HUB_AUDIT, minid=oldest, approximate=False)
         await pipe.execute()
 
     async def read(self, since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -1,0 +1,164 @@
+"""Roles, rotation and the audit trail (docs/security.md), on a real redis-server.
+
+The failed-login limit and TLS are tested against a real uvicorn hub in
+tests/node/test_node_security.py (they need real client addresses and sockets)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from gridq.hub.auth import TokenSets, identify
+from gridq.hub.config import check_tokens
+from hub_helpers import ADMIN, ADMIN_H, JOIN, JOIN_H, node_info, register, settings_for, task_body
+
+from gridq import keys
+from gridq.errors import ConfigError
+
+VIEWER = "view-Zr84kPq2MxW7cT"
+VIEWER_H = {"Authorization": f"Bearer {VIEWER}"}
+ADMIN2 = "adm2-Lw93hRt6YbQz1X"
+ADMIN2_H = {"Authorization": f"Bearer {ADMIN2}"}
+
+
+def audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
+    r = client.get("/api/audit", headers=ADMIN_H, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_audit_records_every_kind_of_change(
+    make_client: Callable[..., TestClient], redis_url: str, redis_conn: redis.Redis
+) -> None:
+    c = make_client(viewer_token=VIEWER)
+    assert c.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H).status_code == 201
+    assert c.patch("/api/tasks/square", json={"replicas": 3}, headers=ADMIN_H).status_code == 200
+    assert c.post("/api/tasks/square/pause", headers=ADMIN_H).status_code == 200
+    assert c.post("/api/tasks/square/resume", headers=ADMIN_H).status_code == 200
+    assert c.delete("/api/tasks/square", headers=ADMIN_H).status_code == 204
+    nid, secret = register(c)
+    assert c.post(f"/api/nodes/{nid}/stop", headers=ADMIN_H).status_code == 200
+    leave = c.post(f"/api/node/{nid}/leave", headers={"Authorization": f"Bearer {secret}"})
+    assert leave.status_code == 204
+    assert c.delete(f"/api/nodes/{nid}", headers=ADMIN_H).status_code == 204
+    # Refused changes and reads are not changes.
+    assert c.post("/api/tasks/square/pause", headers=VIEWER_H).status_code == 403
+    assert c.get("/api/tasks", headers=VIEWER_H).status_code == 200
+
+    got = [(e["actor"], e["action"], e["target"]) for e in reversed(audit(c))]
+    assert got == [
+        ("admin", "task.create", "square"),
+        ("admin", "task.patch", "square"),
+        ("admin", "task.pause", "square"),
+        ("admin", "task.resume", "square"),
+        ("admin", "task.delete", "square"),
+        (f"node:{nid}", "node.register", nid),
+        ("admin", "node.stop", nid),
+        (f"node:{nid}", "node.leave", nid),
+        ("admin", "node.delete", nid),
+    ]
+    entries = audit(c)
+    assert {e["client"] for e in entries} == {"testclient"}
+    by_action = {e["action"]: e for e in entries}
+    assert by_action["task.create"]["token_index"] == 0
+    assert by_action["node.register"]["token_index"] == 0  # of GRIDQ_NODE_TOKEN
+    assert by_action["node.leave"]["token_index"] is None  # the node's own secret
+    assert by_action["task.patch"]["detail"] == "fields: replicas"
+    # No credential anywhere in the stored trail.
+    raw = repr(redis_conn.xrange(keys.HUB_AUDIT))
+    for value in (ADMIN, JOIN, VIEWER, secret):
+        assert value not in raw
+
+
+def test_viewer_reads_everything_and_changes_nothing(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    c = make_client(viewer_token=VIEWER)
+    assert c.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H).status_code == 201
+    for path in ("/api/tasks", "/api/tasks/square", "/api/nodes", "/api/events", "/api/audit"):
+        assert c.get(path, headers=VIEWER_H).status_code == 200, path
+    assert c.get("/metrics", headers=VIEWER_H).status_code == 200
+    for method, path in (
+        ("POST", "/api/tasks"),
+        ("PATCH", "/api/tasks/square"),
+        ("DELETE", "/api/tasks/square"),
+        ("POST", "/api/tasks/square/pause"),
+    ):
+        r = c.request(method, path, headers=VIEWER_H, json=task_body(redis_url, "other"))
+        assert r.status_code == 403, (method, path, r.text)
+        assert "GRIDQ_HUB_VIEWER_TOKEN" in r.json()["detail"]
+    assert c.get("/api/tasks/square", headers=ADMIN_H).json()["status"] == "active"
+    # The viewer token is no node token, and the join token is no viewer.
+    assert (
+        c.post("/api/node/register", json={"info": node_info()}, headers=VIEWER_H).status_code
+        == 401
+    )
+    assert c.get("/api/audit", headers=JOIN_H).status_code == 403
+
+
+def test_two_admin_tokens_both_work_until_one_is_removed(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    both = make_client(token=f"{ADMIN},{ADMIN2}")
+    assert both.get("/api/tasks", headers=ADMIN_H).status_code == 200
+    assert both.get("/api/tasks", headers=ADMIN2_H).status_code == 200
+    assert both.post("/api/tasks", json=task_body(redis_url), headers=ADMIN2_H).status_code == 201
+    assert audit(both)[0]["token_index"] == 1
+    # Rotation's last step: the hub restarted with the new value only.
+    new_only = make_client(token=ADMIN2)
+    assert new_only.get("/api/tasks", headers=ADMIN2_H).status_code == 200
+    assert new_only.get("/api/tasks", headers=ADMIN_H).status_code == 401
+
+
+def test_audit_since_limit_cap_and_retention(
+    make_client: Callable[..., TestClient], redis_url: str, redis_conn: redis.Redis
+) -> None:
+    c = make_client(audit_max_entries=3)
+    forty_days_ago = int((time.time() - 40 * 86_400) * 1000)
+    redis_conn.xadd(keys.HUB_AUDIT, {"r": "{}"}, id=f"{forty_days_ago}-0")
+    t0 = time.time()
+    for i in range(5):
+        body = task_body(redis_url, f"t{i}")
+        assert c.post("/api/tasks", json=body, headers=ADMIN_H).status_code == 201
+    entries = audit(c)
+    assert [e["target"] for e in entries] == ["t4", "t3", "t2"]
+    assert redis_conn.xlen(keys.HUB_AUDIT) == 3
+    assert [e["target"] for e in audit(c, limit=1)] == ["t4"]
+    assert len(audit(c, since=t0 - 1)) == 3
+    assert audit(c, since=time.time() + 3600) == []
+    # Retention alone (the cap not reached) drops the 40-day-old entry.
+    redis_conn.delete(keys.HUB_AUDIT)
+    redis_conn.xadd(keys.HUB_AUDIT, {"r": "{}"}, id=f"{forty_days_ago}-0")
+    assert c.delete("/api/tasks/t0", headers=ADMIN_H).status_code == 204
+    assert [e["action"] for e in audit(c)] == ["task.delete"]
+
+
+def test_token_sets_checked_at_start() -> None:
+    with pytest.raises(ConfigError) as exc:
+        check_tokens(settings_for(token=f"{ADMIN},short"))
+    assert "GRIDQ_HUB_TOKEN value 2 is shorter" in str(exc.value)
+    assert ADMIN not in str(exc.value)
+    with pytest.raises(ConfigError, match="GRIDQ_HUB_TOKEN and GRIDQ_HUB_VIEWER_TOKEN must differ"):
+        check_tokens(settings_for(token=f"{ADMIN},{ADMIN2}", viewer_token=ADMIN2))
+    with pytest.raises(
+        ConfigError, match="GRIDQ_HUB_VIEWER_TOKEN and GRIDQ_NODE_TOKEN must differ"
+    ):
+        check_tokens(settings_for(viewer_token=JOIN))
+    assert check_tokens(settings_for(token=f" {ADMIN} , {ADMIN2} ", viewer_token=VIEWER)) == []
+
+
+def test_identify_for_a_login_form() -> None:
+    tokens = TokenSets.from_settings(settings_for(token=f"{ADMIN},{ADMIN2}", viewer_token=VIEWER))
+    admin2, viewer = identify(tokens, ADMIN2), identify(tokens, VIEWER)
+    assert admin2 is not None and (admin2.role, admin2.token_index, admin2.actor) == (
+        "admin",
+        1,
+        "admin",
+    )
+    assert viewer is not None and (viewer.role, viewer.token_index) == ("viewer", 0)
+    assert identify(tokens, JOIN) is None  # the node join token logs nobody in
+    assert identify(tokens, "x" * 20) is None
