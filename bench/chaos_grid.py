@@ -112,6 +112,7 @@ class Grid:
     redis_password: str | None = None
     admin_token: str = field(default_factory=lambda: marker("zqA"))
     node_token: str = field(default_factory=lambda: marker("zqN"))
+    viewer_token: str = field(default_factory=lambda: marker("zqV"))
     aof: bool = True
     hub_interval: float = 0.5
     node_interval: float = 0.5
@@ -170,6 +171,7 @@ class Grid:
             GRIDQ_HUB_REDIS_URL=self.redis_url,
             GRIDQ_HUB_TOKEN=self.admin_token,
             GRIDQ_NODE_TOKEN=self.node_token,
+            GRIDQ_HUB_VIEWER_TOKEN=self.viewer_token,
             GRIDQ_HUB_HEARTBEAT_INTERVAL=str(self.hub_interval),
             GRIDQ_HUB_SCHEDULE_INTERVAL=str(self.hub_interval),
             GRIDQ_HUB_LOG_LEVEL=self.hub_log_level,

@@ -47,13 +47,14 @@ def test_no_secret_anywhere(chaos: ModuleType, tmp_path: Path) -> None:
             "wrong redis password": wrong.split(":")[2].split("@")[0],
             "admin token": grid.admin_token,
             "node token": grid.node_token,
+            "viewer token": grid.viewer_token,
             "node secret": str(grid.agents[0].identity["secret"]),
         }
         wait_for(lambda: any(i.get("metrics_url") for i in hub.instances(node_id)), 30)
         for path in [
             "/api/tasks", "/api/tasks/audit", "/api/tasks/audit-bad", "/api/nodes",
             f"/api/nodes/{node_id}", "/api/events", "/api/doctor", "/api/prometheus/targets",
-            "/metrics", "/health",
+            "/metrics", "/health", "/api/audit",
         ]:  # fmt: skip
             resp = hub.http.get(path, timeout=30)
             assert resp.status_code == 200, (path, resp.text)
@@ -63,6 +64,13 @@ def test_no_secret_anywhere(chaos: ModuleType, tmp_path: Path) -> None:
             hub.url + "/api/tasks", headers={"Authorization": f"Bearer {grid.node_token}"}
         )
         texts["refusal"] = resp.text
+        viewer = {"Authorization": f"Bearer {grid.viewer_token}"}
+        resp = httpx.get(hub.url + "/api/audit", headers=viewer)
+        assert resp.status_code == 200 and "task.patch" in resp.text, resp.text
+        texts["GET /api/audit as viewer"] = resp.text
+        resp = httpx.delete(hub.url + "/api/tasks/audit", headers=viewer)
+        assert resp.status_code == 403
+        texts["viewer refusal"] = resp.text
 
         healthy_scraped: list[bool] = []
 
