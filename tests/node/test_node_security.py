@@ -76,7 +76,7 @@ def test_https_hub_node_with_ca_registers_without_is_refused(
     wait_for(lambda: hub.node(node_id) is not None)
 
     untrusted = make_agent(hub, runtime="process")
-    assert untrusted.wait(timeout=30) != 0
+    assert untrusted.wait(timeout=30) == 3  # EXIT_CONFIG: the operator must act
     log = untrusted.log()
     assert "the hub's TLS certificate is not trusted" in log, log[-2000:]
     assert "GRIDQ_NODE_CA_FILE" in log
