@@ -215,6 +215,7 @@ def test_settings_aliases_and_extra_env(tmp_path: Path, monkeypatch: pytest.Monk
 SECRET_VARS = (
     "GRIDQ_HUB_TOKEN",
     "GRIDQ_NODE_TOKEN",
+    "GRIDQ_HUB_VIEWER_TOKEN",
     "GRIDQ_HUB_NODE_TOKEN",
     "GRIDQ_HUB_REDIS_URL",
     "GRIDQ_HUB_REDIS_PASSWORD",
@@ -255,6 +256,7 @@ def test_secret_settings_read_var_file(
         "redis_url": "GRIDQ_HUB_REDIS_URL",
         "redis_password": "GRIDQ_HUB_REDIS_PASSWORD",
         "token": "GRIDQ_HUB_TOKEN",
+        "viewer_token": "GRIDQ_HUB_VIEWER_TOKEN",
         "node_token": "GRIDQ_NODE_TOKEN",
     }
     assert secret_env(NodeSettings) == {"node_token": "GRIDQ_NODE_TOKEN"}
