@@ -27,6 +27,7 @@ from .outage import RedisOutage
 from .ratelimit import AuthFailLimit
 from .routes import (
     audit,
+    deadletters,
     doctor,
     events,
     health,
@@ -40,7 +41,18 @@ from .store import Store
 
 log = logging.getLogger("gridq.hub")
 
-ROUTERS = (health, metrics, tasks, nodes, node_api, prometheus_sd, events, doctor, audit)
+ROUTERS = (
+    health,
+    metrics,
+    tasks,
+    deadletters,
+    nodes,
+    node_api,
+    prometheus_sd,
+    events,
+    doctor,
+    audit,
+)
 
 
 def create_app(settings: HubSettings | None = None, *, background: bool = True) -> FastAPI:

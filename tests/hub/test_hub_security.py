@@ -5,6 +5,7 @@ tests/node/test_node_security.py (they need real client addresses and sockets)."
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -162,3 +163,26 @@ def test_identify_for_a_login_form() -> None:
     assert viewer is not None and (viewer.role, viewer.token_index) == ("viewer", 0)
     assert identify(tokens, JOIN) is None  # the node join token logs nobody in
     assert identify(tokens, "x" * 20) is None
+
+
+def test_dead_letters_retried_and_purged_through_the_api_are_audited(
+    make_client: Callable[..., TestClient], redis_url: str, redis_conn: redis.Redis
+) -> None:
+    c = make_client(viewer_token=VIEWER)
+    assert c.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H).status_code == 201
+    q = keys.QueueKeys("square-in")
+    redis_conn.rpush(q.dead, *[json.dumps({"item": i, "reason": "boom"}) for i in range(3)])
+    assert c.post("/api/tasks/square/dead/retry", headers=VIEWER_H).status_code == 403
+    r = c.post("/api/tasks/square/dead/retry", params={"limit": 2}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"task": "square", "queue": "square-in", "retried": 2, "purged": None}
+    assert redis_conn.llen(q.dead) == 1 and redis_conn.llen(q.pending) == 2
+    r = c.delete("/api/tasks/square/dead", headers=ADMIN_H)
+    assert r.status_code == 200 and r.json()["purged"] == 1
+    assert redis_conn.llen(q.dead) == 0
+    assert c.delete("/api/tasks/nope/dead", headers=ADMIN_H).status_code == 404
+    got = [(e["actor"], e["action"], e["detail"]) for e in audit(c)[:2]]
+    assert got == [
+        ("admin", "dead.purge", "1 job(s) of square-in"),
+        ("admin", "dead.retry", "2 job(s) of square-in"),
+    ]
