@@ -8,6 +8,7 @@ like its live figures do, in a worker thread with a timeout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import anyio.to_thread
@@ -19,6 +20,7 @@ from gridq.queue import Queue
 from gridq.redisurl import explain, mask
 
 from ..deps import ApiDep, AuditDep, SettingsDep, StoreDep
+from ..store import Store
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[ApiDep])
 
@@ -30,20 +32,27 @@ class DeadLetters(BaseModel):
     purged: int | None = None
 
 
-async def _queue(store: StoreDep, name: str, timeout: float) -> tuple[Queue, str]:
+async def _on_dead(
+    store: Store, name: str, timeout: float, act: Callable[[Queue], int]
+) -> tuple[str, int]:
+    """Run ``act`` on the task's input queue in a thread: (queue name, its count)."""
     rec = await store.tasks.get(name)
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
     url = rec.spec.input_redis
-    return Queue.from_url(url, rec.spec.input_queue, timeout=timeout), url
-
-
-def _failed(url: str, exc: redis.RedisError) -> HTTPException:
-    err = explain(exc, url)
-    return HTTPException(
-        status.HTTP_502_BAD_GATEWAY,
-        detail=str(err) if err else f"the task's Redis ({mask(url)}) failed: {type(exc).__name__}",
-    )
+    q = Queue.from_url(url, rec.spec.input_queue, timeout=timeout)
+    try:
+        return q.name, await anyio.to_thread.run_sync(act, q)
+    except redis.RedisError as exc:
+        err = explain(exc, url)
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY,
+            detail=str(err)
+            if err
+            else f"the task's Redis ({mask(url)}) failed: {type(exc).__name__}",
+        ) from None
+    finally:
+        q.conn.close()
 
 
 @router.post(
@@ -62,15 +71,11 @@ async def retry_dead(
     audit: AuditDep,
     limit: Annotated[int | None, Query(ge=1, description="at most this many")] = None,
 ) -> DeadLetters:
-    q, url = await _queue(store, name, settings.validate_redis_timeout)
-    try:
-        n = await anyio.to_thread.run_sync(q.retry_dead, limit)
-    except redis.RedisError as exc:
-        raise _failed(url, exc) from None
-    finally:
-        q.conn.close()
-    await audit("dead.retry", name, detail=f"{n} job(s) of {q.name}")
-    return DeadLetters(task=name, queue=q.name, retried=n)
+    queue, n = await _on_dead(
+        store, name, settings.validate_redis_timeout, lambda q: q.retry_dead(limit)
+    )
+    await audit("dead.retry", name, detail=f"{n} job(s) of {queue}")
+    return DeadLetters(task=name, queue=queue, retried=n)
 
 
 @router.delete(
@@ -85,12 +90,6 @@ async def retry_dead(
 async def purge_dead(
     name: str, store: StoreDep, settings: SettingsDep, audit: AuditDep
 ) -> DeadLetters:
-    q, url = await _queue(store, name, settings.validate_redis_timeout)
-    try:
-        n = await anyio.to_thread.run_sync(q.purge_dead)
-    except redis.RedisError as exc:
-        raise _failed(url, exc) from None
-    finally:
-        q.conn.close()
-    await audit("dead.purge", name, detail=f"{n} job(s) of {q.name}")
-    return DeadLetters(task=name, queue=q.name, purged=n)
+    queue, n = await _on_dead(store, name, settings.validate_redis_timeout, Queue.purge_dead)
+    await audit("dead.purge", name, detail=f"{n} job(s) of {queue}")
+    return DeadLetters(task=name, queue=queue, purged=n)
