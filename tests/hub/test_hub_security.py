@@ -14,6 +14,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from gridq.hub.auth import TokenSets, identify
+from gridq.hub.clientaddr import client_address, networks
 from gridq.hub.config import check_tokens
 from hub_helpers import ADMIN, ADMIN_H, JOIN, JOIN_H, node_info, register, settings_for, task_body
 
@@ -186,3 +187,43 @@ def test_dead_letters_retried_and_purged_through_the_api_are_audited(
         ("admin", "dead.purge", "1 job(s) of square-in"),
         ("admin", "dead.retry", "2 job(s) of square-in"),
     ]
+
+
+def test_failed_login_counts_are_shared_by_replicas(
+    make_client: Callable[..., TestClient],
+) -> None:
+    a, b = make_client(auth_fail_limit=3), make_client(auth_fail_limit=3)
+    wrong = {"Authorization": "Bearer " + "w" * 24}
+    assert [a.get("/api/tasks", headers=wrong).status_code for _ in range(3)] == [401] * 3
+    r = b.get("/api/tasks", headers=ADMIN_H)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert b.get("/health").status_code == 200
+    off = make_client(auth_fail_limit=0)
+    assert off.get("/api/tasks", headers=ADMIN_H).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "trusted", "expected"),
+    [
+        ("10.0.0.9", "6.6.6.6", [], "10.0.0.9"),  # no proxy trusted: the header is ignored
+        ("127.0.0.1", "6.6.6.6, 203.0.113.7", ["127.0.0.1"], "203.0.113.7"),
+        ("127.0.0.1", "203.0.113.7, 10.1.2.3", ["127.0.0.1", "10.0.0.0/8"], "203.0.113.7"),
+        ("10.0.0.9", "203.0.113.7", ["127.0.0.1"], "10.0.0.9"),  # peer is no trusted proxy
+        ("127.0.0.1", None, ["127.0.0.1"], "127.0.0.1"),
+    ],
+)
+def test_client_address(peer: str, xff: str | None, trusted: list[str], expected: str) -> None:
+    headers = [(b"x-forwarded-for", xff.encode())] if xff else []
+    scope = {"client": (peer, 40000), "headers": headers}
+    assert client_address(scope, networks(trusted)) == expected
+
+
+def test_tls_settings_come_in_pairs(tmp_path: Any) -> None:
+    cert = tmp_path / "hub.pem"
+    cert.write_text("x")
+    with pytest.raises(ValueError, match="tls_cert and tls_key go together"):
+        settings_for(tls_cert=cert)
+    with pytest.raises(ValueError, match="tls_key: no such file"):
+        settings_for(tls_cert=cert, tls_key=tmp_path / "missing.key")
+    with pytest.raises(ValueError, match="not an IP address or network"):
+        settings_for(trusted_proxies="proxy.example")
