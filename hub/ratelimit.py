@@ -7,9 +7,10 @@ window), so every hub replica sees the same count. A blocked address is refused 
 its token is looked at: a correct guess made while blocked is not confirmed.
 
 Node heartbeats and leaves are authenticated by a 256-bit random secret nobody can
-guess; they get no Redis check of their own (it would double a heartbeat's cost).
-Their 401s still count, and an address this replica knows to be blocked is refused
-there too. The check fails open: with the hub's Redis down, the request goes on and
+guess, and their 401 is a normal protocol event ("the hub forgot me: register again",
+e.g. for every node at once after the hub's state was lost): those 401s do not count,
+and those calls get no Redis check of their own (it would double a heartbeat's cost).
+An address this replica knows to be blocked is refused there too. The check fails open: with the hub's Redis down, the request goes on and
 gets the hub's usual 503.
 
 The middleware also settles the client address (clientaddr.py) once, for the audit.
@@ -67,11 +68,15 @@ class AuthFailLimit:
         if self.limit <= 0 or path.startswith(PUBLIC):
             await self.app(scope, receive, send)
             return
+        node_call = _node_secret_call(path)
         wait = self._known_block(addr)
-        if wait is None and not _node_secret_call(path):
+        if wait is None and not node_call:
             wait = await self._redis_block(addr)
         if wait is not None:
             await _too_many(send, addr, wait)
+            return
+        if node_call:
+            await self.app(scope, receive, send)
             return
 
         async def counting_send(message: Message) -> None:

@@ -227,3 +227,14 @@ def test_tls_settings_come_in_pairs(tmp_path: Any) -> None:
         settings_for(tls_cert=cert, tls_key=tmp_path / "missing.key")
     with pytest.raises(ValueError, match="not an IP address or network"):
         settings_for(trusted_proxies="proxy.example")
+
+
+def test_node_secret_refusals_do_not_count(make_client: Callable[..., TestClient]) -> None:
+    # A 401 on a heartbeat means "register again" (e.g. after the hub lost its state),
+    # not a guess: many nodes behind one address must not lock themselves out.
+    c = make_client(auth_fail_limit=3)
+    nid, _ = register(c)
+    bad = {"Authorization": "Bearer " + "s" * 40}
+    for _ in range(5):
+        assert c.post(f"/api/node/{nid}/leave", headers=bad).status_code == 401
+    assert c.get("/api/tasks", headers=ADMIN_H).status_code == 200
