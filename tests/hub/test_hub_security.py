@@ -238,3 +238,17 @@ def test_node_secret_refusals_do_not_count(make_client: Callable[..., TestClient
     for _ in range(5):
         assert c.post(f"/api/node/{nid}/leave", headers=bad).status_code == 401
     assert c.get("/api/tasks", headers=ADMIN_H).status_code == 200
+
+
+def test_sequence_steps_are_audited(make_client: Callable[..., TestClient], redis_url: str) -> None:
+    c = make_client(scheduling="sequential")
+    for name in ("first", "second"):
+        assert (
+            c.post("/api/tasks", json=task_body(redis_url, name), headers=ADMIN_H).status_code
+            == 201
+        )
+    assert c.post("/api/tasks/next", headers=ADMIN_H).status_code == 200
+    assert c.post("/api/tasks/finish", headers=ADMIN_H).status_code == 200
+    got = [(e["action"], e["target"]) for e in audit(c)[:2]]
+    assert got[1] == ("sequence.next", "second")
+    assert got[0][0] == "sequence.finish"
