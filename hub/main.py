@@ -27,7 +27,7 @@ from .config import HubSettings, check_tokens
 from .fastpath import HEARTBEAT_ROUTE, HeartbeatFastPath
 from .outage import RedisOutage
 from .routes import doctor as doctor_routes
-from .routes import events, health, metrics, node_api, nodes, prometheus_sd, tasks
+from .routes import events, gridnode, health, metrics, node_api, nodes, prometheus_sd, tasks
 from .store import Store
 
 log = logging.getLogger("gridq.hub")
@@ -181,7 +181,7 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
             status_code=500, content={"detail": "internal error (see the hub's log)"}
         )
 
-    for module in (health, metrics, tasks, nodes, node_api, prometheus_sd, events):
+    for module in (health, metrics, tasks, nodes, node_api, gridnode, prometheus_sd, events):
         app.include_router(module.router)
     app.include_router(doctor_routes.router)
     # The last middleware added is the outermost: latency is measured around the

@@ -8,6 +8,7 @@ import time
 from fastapi import APIRouter, HTTPException, Response, status
 
 from ..deps import AdminDep, StoreDep
+from ..gridcore import node_fields, rfc3339
 from ..models import Message, NodeInstanceOut, NodeOut
 from ..store import NodeView
 
@@ -44,13 +45,16 @@ def node_out(v: NodeView) -> NodeOut:
         version=info.version,
         metrics_url=info.metrics_url,
         registered_at=v.meta.get("registered_at"),
-        last_seen=v.last_seen,
+        last_seen=rfc3339(v.last_seen),
         seconds_since_heartbeat=round(time.time() - v.last_seen, 3) if v.last_seen else None,
         stop_requested=bool(v.meta.get("stop")),
         errors=errors,
         assigned=v.assigned,
         running=running,
         instances=[NodeInstanceOut(**i.model_dump()) for i in instances],
+        **node_fields(
+            v.node_id, v.record, info.arch, info.cpus, sum(running.values()), len(errors)
+        ),
     )
 
 
