@@ -198,8 +198,12 @@ def test_quick_start_as_written_on_a_docker_group_socket(tmp_path: Path) -> None
                 180,
             )
             assert sorted(out) == ["1:1", "2:4", "3:9"]
-            running = [n for n in api("GET", "/api/nodes") if n["running"].get("squares")]
-            assert sum(n["active_containers"] for n in running) == 3
+            # GridCore's field counts them once the nodes' heartbeats report them.
+            _wait(
+                "3 active containers in /api/nodes",
+                lambda: sum(n["active_containers"] for n in api("GET", "/api/nodes")) == 3,
+                60,
+            )
         finally:
             logs = subprocess.run([*base, "logs", "--no-color", "--tail", "100", "node"],
                                   capture_output=True, text=True, timeout=60).stdout  # fmt: skip

@@ -53,7 +53,9 @@ REDIS_URL = re.compile(
 )
 HUB_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost|hub|HOST)(?::8080)?(?=[/\s'\"]|$)")
 NODE_PATH = re.compile(r"(/api/nodes/)(?!\$)([a-z0-9][a-z0-9-]*)")
-TASK_PATH = re.compile(r"/api/tasks/([a-z0-9][a-z0-9-]*)")
+TASK_PATH = re.compile(r"/api/tasks/([a-z0-9][a-z0-9-]*)|gridq doctor ([a-z0-9][a-z0-9-]*)")
+# curl's -f (in -f, -fsS, ...): the runner adds --fail-with-body, which excludes it.
+CURL_F = re.compile(r"(?<=\s)-([A-Za-z]*?)f([A-Za-z]*)(?=\s)")
 BIND = re.compile(r"(--(?:hub-)?bind)\s+\S+")
 NAME = re.compile(r'"name"\s*:\s*"([^"]+)"')
 BODY = re.compile(r"-d\s+'(\{.*?\})'", re.S)
@@ -203,7 +205,8 @@ def _prepare(cmd: str, live: Live) -> None:
         body = json.loads(m.group(1))
         live.fresh_task(body)
         return
-    for name in TASK_PATH.findall(cmd):
+    for found in TASK_PATH.findall(cmd):
+        name = found[0] or found[1]
         if name not in ("next", "finish"):
             live.ensure_task(name)
 
@@ -211,6 +214,8 @@ def _prepare(cmd: str, live: Live) -> None:
 def run_command(ex: Example, live: Live) -> None:
     cmd = live.substitute(ex.text)
     _prepare(cmd, live)
+    if cmd.lstrip().startswith("curl"):
+        cmd = CURL_F.sub(lambda m: f"-{m[1]}{m[2]}" if m[1] + m[2] else "", cmd)
     if _is_service(cmd):
         _run_service(cmd, live)
         return
