@@ -25,6 +25,10 @@ _PLATFORM_OF = {"x86_64": "linux/amd64", "aarch64": "linux/arm64", "arm": "linux
 # And back: a gridq node's platform in GridCore's `architecture` spelling.
 _ARCHITECTURE_OF = {"amd64": "x86_64", "arm64": "aarch64", "arm": "arm"}
 
+# GridNode heartbeats every 30 s by default (gridnode.toml heartbeat_interval) and
+# ComputeHub forgot a node after 60 s of silence: offline after three missed beats.
+GRIDNODE_OFFLINE_AFTER = 90.0
+
 RUNTIME: Final = "gridnode"  # a GridNode agent's runtime, as /api/nodes and `gridq status` show it
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from gridq import keys
 from gridq.nodeproto import InstanceStatus, NodeInfo
 
+from ..gridcore import GRIDNODE_OFFLINE_AFTER
 from .base import StoreBase
 
 
@@ -50,10 +51,10 @@ class NodeViewStore(StoreBase):
     ) -> str:
         if meta.get("left"):
             return "left"
-        if (
-            last_seen is None
-            or now - max(last_seen, self.listening_since) > self.settings.offline_after
-        ):
+        limit = self.settings.offline_after
+        if "gridcore" in record:  # a GridNode heartbeats every 30 s by default
+            limit = max(limit, GRIDNODE_OFFLINE_AFTER)
+        if last_seen is None or now - max(last_seen, self.listening_since) > limit:
             return "offline"
         if meta.get("stop"):
             return "stopping"

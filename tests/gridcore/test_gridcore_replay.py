@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -293,3 +294,35 @@ def test_celery_body_without_input_queue(
     r = user(hub, "POST", "/api/tasks", body)
     assert r.status_code == 201, r.text
     assert r.json()["input_queue"] == "ocr,ocr-high"
+
+
+def test_gridnode_30s_heartbeats_keep_it_online(
+    make_hub: Callable[..., TestClient], redis_conn: Any
+) -> None:
+    """GridNode's default heartbeat_interval is 30 s: more than a gridq node's offline
+    limit (3 heartbeat intervals of the hub), so GridNodes get three of their own."""
+    from gridq import keys
+
+    hub = make_hub()
+    gn = GridNode(hub, JOIN, "x86_64").register(None, "slow-beats", 2).json()["node_id"]
+    info = {
+        "hostname": "gq",
+        "arch": "linux/amd64",
+        "cpus": 2,
+        "memory_mb": 4000,
+        "runtime": "docker",
+        "parallelism": 2,
+        "version": "0.1.0",
+    }
+    gq = hub.post(
+        "/api/node/register", json={"info": info}, headers={"Authorization": f"Bearer {JOIN}"}
+    ).json()["node_id"]
+    # Both last heard from 40 s ago (the test hub's heartbeat interval is 1 s).
+    hub.app.state.store.listening_since = 0.0  # type: ignore[attr-defined]
+    seen = time.time() - 40
+    redis_conn.zadd(keys.HUB_NODE_SEEN, {gn: seen, gq: seen})
+    status = {n["id"]: n["status"] for n in user(hub, "GET", "/api/nodes").json()}
+    assert status == {gn: "online", gq: "offline"}
+    redis_conn.zadd(keys.HUB_NODE_SEEN, {gn: time.time() - 100})
+    status = {n["id"]: n["status"] for n in user(hub, "GET", "/api/nodes").json()}
+    assert status[gn] == "offline"
