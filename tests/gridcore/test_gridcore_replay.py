@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
-from gridcore_helpers import ADMIN, JOIN
+from gridcore_helpers import ADMIN, GQ_INFO, JOIN
 
 # README.md, "4. 注册计算任务": the two task bodies, as written (Redis URLs replaced).
 README_SINGLE = """{
@@ -255,17 +255,8 @@ def test_unknown_and_deleted_nodes(make_hub: Callable[..., TestClient], redis_ur
 
 def test_gridnode_cannot_take_a_gridq_nodes_id(make_hub: Callable[..., TestClient]) -> None:
     hub = make_hub()
-    info = {
-        "hostname": "gq",
-        "arch": "linux/amd64",
-        "cpus": 2,
-        "memory_mb": 4000,
-        "runtime": "docker",
-        "parallelism": 2,
-        "version": "0.1.0",
-    }
     r = hub.post(
-        "/api/node/register", json={"info": info}, headers={"Authorization": f"Bearer {JOIN}"}
+        "/api/node/register", json={"info": GQ_INFO}, headers={"Authorization": f"Bearer {JOIN}"}
     )
     gq_id = r.json()["node_id"]
     got = GridNode(hub, JOIN, "x86_64").register(gq_id, "thief", 2).json()["node_id"]
@@ -305,17 +296,8 @@ def test_gridnode_30s_heartbeats_keep_it_online(
 
     hub = make_hub()
     gn = GridNode(hub, JOIN, "x86_64").register(None, "slow-beats", 2).json()["node_id"]
-    info = {
-        "hostname": "gq",
-        "arch": "linux/amd64",
-        "cpus": 2,
-        "memory_mb": 4000,
-        "runtime": "docker",
-        "parallelism": 2,
-        "version": "0.1.0",
-    }
     gq = hub.post(
-        "/api/node/register", json={"info": info}, headers={"Authorization": f"Bearer {JOIN}"}
+        "/api/node/register", json={"info": GQ_INFO}, headers={"Authorization": f"Bearer {JOIN}"}
     ).json()["node_id"]
     # Both last heard from 40 s ago (the test hub's heartbeat interval is 1 s).
     hub.app.state.store.listening_since = 0.0  # type: ignore[attr-defined]
