@@ -22,12 +22,22 @@ from .errors import install_handlers
 from .fastpath import HEARTBEAT_ROUTE, HeartbeatFastPath
 from .middleware import LatencyMiddleware, latency_histogram
 from .outage import RedisOutage
-from .routes import doctor, events, health, metrics, node_api, nodes, prometheus_sd, tasks
+from .routes import (
+    doctor,
+    events,
+    gridnode,
+    health,
+    metrics,
+    node_api,
+    nodes,
+    prometheus_sd,
+    tasks,
+)
 from .store import Store
 
 log = logging.getLogger("gridq.hub")
 
-ROUTERS = (health, metrics, tasks, nodes, node_api, prometheus_sd, events, doctor)
+ROUTERS = (health, metrics, tasks, nodes, node_api, gridnode, prometheus_sd, events, doctor)
 
 
 def create_app(settings: HubSettings | None = None, *, background: bool = True) -> FastAPI:

@@ -175,6 +175,16 @@ class TaskCreate(_TaskFields):
     input_redis: str | None = Field(description="Redis URL of the input queue")
     input_queue: str | None = Field(description="name of the input queue", max_length=512)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _celery_queue(cls, data: Any) -> Any:
+        # A celery body names its queues (docs/celery.md), not input_queue.
+        if isinstance(data, dict) and data.get("kind") == "celery" and "input_queue" not in data:
+            queues = data.get("queues")
+            names = queues if isinstance(queues, list) and queues else ["celery"]
+            return {**data, "input_queue": ",".join(map(str, names))}
+        return data
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -379,6 +389,14 @@ class NodeInstanceOut(BaseModel):
 
 class NodeOut(BaseModel):
     node_id: str
+    # IDM-GridCore's fields (hub/gridcore.py), for its scripts and troubleshooting guide.
+    id: str = Field(description="GridCore's name for node_id")
+    architecture: str = Field(description="GridCore's spelling: x86_64, aarch64, arm")
+    cpu_count: int = Field(description="GridCore's field: the node's CPUs")
+    runtime_status: Literal["Running", "Idle", "Error"] | None = Field(
+        description="GridCore's field and spelling (null: a GridNode that sent no heartbeat yet)"
+    )
+    active_containers: int = Field(description="GridCore's field: workers running now")
     status: Literal["online", "offline", "draining", "stopping", "left"]
     hostname: str
     arch: str
@@ -394,7 +412,7 @@ class NodeOut(BaseModel):
         description="the node agent's own Prometheus endpoint, as the node last reported it",
     )
     registered_at: float | None
-    last_seen: float | None
+    last_seen: str | None = Field(description="RFC 3339, UTC (as IDM-GridCore)")
     seconds_since_heartbeat: float | None
     stop_requested: bool
     errors: list[str] = Field(description="node-level and instance errors, in plain words")

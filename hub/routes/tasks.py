@@ -15,6 +15,8 @@ from gridq.redisurl import check, mask
 
 from ..deps import AdminDep, SettingsDep, StoreDep
 from ..errors import unprocessable, validation_detail
+from ..gridcore import SequenceMessage, sequence_message
+from ..gridnode_store import GridNodeStore
 from ..models import Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
 from ..store import Store, worker_spec
 from ..views import render_tasks
@@ -95,32 +97,35 @@ async def list_tasks(store: StoreDep, live: LiveQ = True) -> list[TaskOut]:
 
 @router.post(
     "/next",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task and start the next one",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def next_task(store: StoreDep, settings: SettingsDep) -> Message:
+async def next_task(store: StoreDep, settings: SettingsDep) -> SequenceMessage:
     return await _sequence(store, settings.scheduling, "next")
 
 
 @router.post(
     "/finish",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task (the last one: nothing runs)",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def finish_task(store: StoreDep, settings: SettingsDep) -> Message:
+async def finish_task(store: StoreDep, settings: SettingsDep) -> SequenceMessage:
     return await _sequence(store, settings.scheduling, "finish")
 
 
-async def _sequence(store: Store, scheduling: str, action: str) -> Message:
+async def _sequence(store: Store, scheduling: str, action: str) -> SequenceMessage:
     if scheduling != "sequential":
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="the hub schedules in parallel; /next and /finish need GRIDQ_HUB_SCHEDULING=sequential",
         )
+    previous = await GridNodeStore(store).current_name()
     changed, msg, current = await store.scheduling.sequence(action)
-    return Message(ok=True, changed=changed, message=msg, current=current)
+    return sequence_message(
+        Message(ok=True, changed=changed, message=msg, current=current), previous
+    )
 
 
 @router.get("/{name}", response_model=TaskOut, responses={404: {"description": "no such task"}})

@@ -23,6 +23,7 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
+from gridq.contract import LABEL_GRIDCORE_TASK
 from gridq.node.config import NodeSettings
 from gridq.node.diagnose import diagnose, elf_platform, start_failure
 from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
@@ -263,6 +264,7 @@ class DockerRuntime:
             L_INDEX: str(inst.index),
             L_SPEC: inst.spec.spec_hash,
             L_PORT: str(port),
+            LABEL_GRIDCORE_TASK: inst.task,
         }
         kwargs: dict[str, Any] = {
             "name": name,
@@ -284,8 +286,9 @@ class DockerRuntime:
             "stop_signal": "SIGTERM",
             "detach": True,
         }
-        if inst.spec.resources.cpus:
-            kwargs["nano_cpus"] = int(inst.spec.resources.cpus * 1e9)
+        # Default: an equal share of the node's CPUs per slot (docs/node.md).
+        cpus = inst.spec.resources.cpus or self._cpus / max(1, s.slots)
+        kwargs["nano_cpus"] = int(cpus * 1e9)
         if inst.spec.command:
             kwargs["command"] = inst.spec.command
         if s.user:
