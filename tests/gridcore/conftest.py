@@ -9,6 +9,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from gridcore_helpers import ADMIN, JOIN
+
 from gridq.hub.config import HubSettings
 from gridq.hub.main import create_app
 
