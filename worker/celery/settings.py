@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from gridq.worker.celery.checks import pool_name
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -22,7 +23,6 @@ Checks = Literal["strict", "warn", "off"]
 TimeLimits = Literal["enforce", "off"]
 # GRIDQ_WORKER_POOL as a Celery worker takes it; "processes" is gridq's name for prefork.
 CeleryPool = Literal["threads", "processes", "prefork", "solo"]
-POOL_ALIASES: dict[str, str] = {"processes": "prefork"}
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -75,7 +75,7 @@ class CelerySettings(GridqSettings):
     @property
     def celery_pool(self) -> str | None:
         """GRIDQ_WORKER_POOL as Celery's ``--pool`` value (None: not set)."""
-        return POOL_ALIASES.get(self.worker_pool, self.worker_pool) if self.worker_pool else None
+        return pool_name(self.worker_pool) if self.worker_pool else None
 
     @property
     def enforce_time_limits(self) -> bool:
