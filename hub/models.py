@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gridq.contract import DEFAULT_POOL, WORKER_ENV, PoolName
 from gridq.nodeproto import Resources
 from gridq.redisurl import mask, mask_text, validate_url
 
@@ -30,22 +31,7 @@ IMAGE_RE = re.compile(
 )
 
 # The node sets these per instance; the hub sets the others from the task fields.
-RESERVED_ENV = frozenset(
-    {
-        "TASK_NAME",
-        "NODE_ID",
-        "INSTANCE_ID",
-        "INPUT_REDIS_URL",
-        "OUTPUT_REDIS_URL",
-        "INPUT_QUEUE",
-        "OUTPUT_QUEUE",
-        "GRIDQ_WORKER_POOL",
-        "GRIDQ_WORKER_CONCURRENCY",
-        "GRIDQ_METRICS_PORT",
-    }
-)
-
-Pool = Literal["threads", "processes", "solo", "asyncio"]
+RESERVED_ENV = frozenset(WORKER_ENV)
 
 
 class _Strict(BaseModel):
@@ -116,7 +102,7 @@ class _TaskFields(_Strict):
     env: dict[str, str] | None = None
     resources: Resources | None = None
     constraints: Constraints | None = None
-    pool: Pool | None = None
+    pool: PoolName | None = None
     concurrency: int | None = Field(default=None, ge=1, le=10_000)
     autoscale: Autoscale | None = None
     # kind = "celery" only (reserved for the Celery integration).
@@ -251,7 +237,7 @@ class TaskSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     constraints: Constraints = Field(default_factory=Constraints)
-    pool: Pool = "threads"
+    pool: PoolName = DEFAULT_POOL
     concurrency: int | None = None  # None: the worker's default for its pool
     autoscale: Autoscale | None = None
     app: str | None = None

@@ -245,9 +245,6 @@ class Broker:
     def touch_last_claim(self) -> None:
         self.conn.set(self.k.last_claim, repr(time.time()))
 
-    def is_paused(self) -> bool:
-        return bool(self.conn.exists(self.k.paused))
-
     # --- outcomes ---------------------------------------------------------------------
 
     def settle(self, s: Settlement) -> int:
@@ -355,12 +352,3 @@ class Broker:
     def promote(self, limit: int = 200) -> int:
         """Move delayed jobs that are due back to their queue."""
         return int(self._promote(keys=[*self._route, self.k.delayed], args=[time.time(), limit]))
-
-    def has_delayed(self) -> bool:
-        return bool(self.conn.zcard(self.k.delayed))
-
-    def depth(self) -> int:
-        pipe = self.conn.pipeline(transaction=False)
-        for key in self._route:
-            pipe.llen(key)
-        return sum(int(x) for x in pipe.execute())

@@ -10,9 +10,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+from gridq import contract, keys
 from gridq.worker.settings import WorkerSettings
-
-from gridq import keys
 
 
 def probe(settings: WorkerSettings, timeout: float = 3.0) -> tuple[bool, str]:
@@ -36,4 +35,7 @@ def probe(settings: WorkerSettings, timeout: float = 3.0) -> tuple[bool, str]:
         if ttl is not None and int(ttl) > 0:
             return True, f"healthy: lease of {settings.instance_id} has {ttl} s left"
         return False, f"unhealthy: no live lease for {settings.instance_id}"
-    return False, "unhealthy: set GRIDQ_METRICS_PORT (or INSTANCE_ID and INPUT_REDIS_URL) to check"
+    return False, (
+        f"unhealthy: set {contract.ENV_METRICS_PORT} "
+        f"(or {contract.ENV_INSTANCE_ID} and {contract.ENV_INPUT_REDIS_URL}) to check"
+    )

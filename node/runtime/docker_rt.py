@@ -22,16 +22,11 @@ from typing import Any
 import docker
 import docker.errors
 from docker.types import LogConfig
-from gridq.node.config import NodeSettings
-from gridq.node.diagnose import (
-    diagnose,
-    elf_platform,
-    normalize_arch,
-    same_platform,
-    start_failure,
-)
-from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
 
+from gridq.node.config import NodeSettings
+from gridq.node.diagnose import diagnose, elf_platform, start_failure
+from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
+from gridq.platform import norm_arch, same_platform
 from gridq.ports import free_port
 from gridq.redisurl import mask_text
 
@@ -86,7 +81,7 @@ class DockerRuntime:
             ) from None
         self.platform = (
             settings.platform
-            or f"{info.get('OSType', 'linux')}/{normalize_arch(info.get('Architecture', ''))}"
+            or f"{info.get('OSType', 'linux')}/{norm_arch(info.get('Architecture', ''))}"
         )
         self._cpus = int(info.get("NCPU") or 1)
         self._mem_mb = int(info.get("MemTotal") or 0) // 2**20
@@ -203,7 +198,7 @@ class DockerRuntime:
         return ref
 
     def _image_platform(self, attrs: dict[str, Any]) -> str:
-        plat = f"{attrs.get('Os', 'linux')}/{normalize_arch(attrs.get('Architecture', ''))}"
+        plat = f"{attrs.get('Os', 'linux')}/{norm_arch(attrs.get('Architecture', ''))}"
         return plat + (f"/{attrs['Variant']}" if attrs.get("Variant") else "")
 
     def ensure_image(self, ref: str) -> None:

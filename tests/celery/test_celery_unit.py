@@ -16,12 +16,12 @@ import redis
 pytest.importorskip("celery")
 
 from celery import Celery  # noqa: E402
-from gridq.worker.celery.checks import pool_name, run_checks  # noqa: E402
-from gridq.worker.celery.command import build_argv  # noqa: E402
-from gridq.worker.celery.settings import CelerySettings, load_celery_settings  # noqa: E402
 
 from gridq.celery_depth import celery_queue_depth, celery_queue_depth_detail  # noqa: E402
 from gridq.errors import ConfigError  # noqa: E402
+from gridq.worker.celery.checks import pool_name, run_checks  # noqa: E402
+from gridq.worker.celery.command import build_argv  # noqa: E402
+from gridq.worker.celery.settings import CelerySettings, load_celery_settings  # noqa: E402
 
 
 def _app(url: str = "redis://127.0.0.1:1/0", **conf: Any) -> Celery:
@@ -86,7 +86,6 @@ def test_depth_module_imports_no_celery() -> None:
 def test_package_names() -> None:
     import gridq.worker.celery as gc
     import gridq.worker.celery.command as command
-
     from gridq import celery_depth
 
     assert gc.main is command.main and gc.build_argv is command.build_argv
@@ -255,7 +254,6 @@ def test_stats_flusher_keeps_counts_and_logs_an_outage_twice(
     redis_binary: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from gridq.worker.celery.stats import Flusher, StatsBuffer
-
     from tests.conftest import RedisServer
 
     srv = RedisServer(redis_binary, tmp_path, password="stats-pw")

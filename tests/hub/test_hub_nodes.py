@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from gridq.hub import deps
 from hub_helpers import (
     ADMIN,
     ADMIN_H,
@@ -22,6 +21,8 @@ from hub_helpers import (
     register,
     task_body,
 )
+
+from gridq.hub import deps
 
 ADMIN_PATHS = [
     ("get", "/api/tasks"),
@@ -299,7 +300,7 @@ def test_offline_after_three_missed_heartbeats(
     b, sb = register(client, "b")
     # interval 1 s in tests: 3.5 s without a heartbeat is offline, counted from when the
     # hub started listening (a fresh hub does not blame nodes for its own downtime).
-    client.app.state.store.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
+    client.app.state.store.nodes.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
     redis_conn.zadd("gridq:hub:node_seen", {a: time.time() - 3.5})
     nodes = {n["node_id"]: n for n in client.get("/api/nodes", headers=ADMIN_H).json()}
     assert nodes[a]["status"] == "offline" and nodes[b]["status"] == "online"
@@ -320,7 +321,7 @@ def test_a_restarted_hub_does_not_blame_nodes_for_its_downtime(
     fresh = make_client()
     assert fresh.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "online"
     # Once the fresh hub has listened for offline_after (3 intervals), silence counts.
-    fresh.app.state.store.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
+    fresh.app.state.store.nodes.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
     assert fresh.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "offline"
 
 

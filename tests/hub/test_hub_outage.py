@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from gridq.hub.main import create_app
 from hub_helpers import ADMIN_H, heartbeat, periodic_pass, register, settings_for, task_body
 
+from gridq.hub.main import create_app
 from tests.conftest import RedisServer
 
 
@@ -70,7 +70,7 @@ def test_silence_during_the_hubs_redis_outage_is_not_offline(
 
         # A node that stays silent while the hub can hear it is still declared offline.
         conn.zadd("gridq:hub:node_seen", {nid: time.time() - 10})
-        store.listening_since = time.time() - 3.5
+        store.nodes.listening_since = time.time() - 3.5
         periodic_pass(client)
         node = client.get(f"/api/nodes/{nid}", headers=ADMIN_H).json()
         assert node["status"] == "offline" and node["assigned"] == {}, node

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import redis
-from gridq.worker import App
 
 from gridq import keys, protocol
 from gridq.errors import Reject, Retry
 from gridq.queue import Queue
+from gridq.worker import App
 from tests.worker.conftest import wait_for
 
 Q = "wq"

@@ -31,12 +31,11 @@ queue depth the hub shows lives in core, ``gridq.celery_depth``, re-exported her
 
 from __future__ import annotations
 
+from gridq.celery_depth import CeleryDepth, celery_queue_depth, celery_queue_depth_detail
 from gridq.worker.celery.command import USAGE, build_argv, main
 from gridq.worker.celery.instrumentation import Instrumentation
 from gridq.worker.celery.settings import CelerySettings
 from gridq.worker.celery.wiring import install
-
-from gridq.celery_depth import CeleryDepth, celery_queue_depth, celery_queue_depth_detail
 
 __all__ = [
     "USAGE",

@@ -23,12 +23,11 @@ import sys
 import tempfile
 from typing import Any
 
+from gridq.errors import EXIT_CONFIG, ConfigError
 from gridq.worker.celery.checks import pool_name
 from gridq.worker.celery.metrics import MULTIPROC_DIR
 from gridq.worker.celery.settings import CelerySettings, load_celery_settings
 from gridq.worker.celery.wiring import install
-
-from gridq.errors import EXIT_CONFIG, ConfigError
 
 __all__ = ["USAGE", "build_argv", "main"]
 

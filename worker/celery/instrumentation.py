@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridq.errors import EXIT_CONFIG
+from gridq.redisurl import mask
 from gridq.worker.celery import metrics
 from gridq.worker.celery.checks import POOLS_WITHOUT_TIME_LIMITS, Finding, pool_name, run_checks
 from gridq.worker.celery.forks import reset_signals_in_forked_children
@@ -24,9 +26,6 @@ from gridq.worker.celery.limits import Running, Watchdog
 from gridq.worker.celery.metrics import Meters
 from gridq.worker.celery.settings import CelerySettings
 from gridq.worker.celery.stats import Flusher, StatsBuffer
-
-from gridq.errors import EXIT_CONFIG
-from gridq.redisurl import mask
 
 log = logging.getLogger("gridq.worker.celery")
 

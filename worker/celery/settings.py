@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from gridq.worker.celery.checks import pool_name
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -18,6 +17,7 @@ from gridq import contract
 from gridq.errors import ConfigError
 from gridq.redisurl import validate_url
 from gridq.settings import GridqSettings, describe
+from gridq.worker.celery.checks import pool_name
 
 Checks = Literal["strict", "warn", "off"]
 TimeLimits = Literal["enforce", "off"]

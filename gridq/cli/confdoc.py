@@ -1,6 +1,6 @@
 """Generate docs/configuration.md from the settings classes and the CLI's flags.
 
-``python -m gridq.confdoc > docs/configuration.md``; a test fails when the file is stale.
+``python -m gridq.cli.confdoc > docs/configuration.md``; a test fails when the file is stale.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def render() -> str:
     lines = [
         "# Configuration",
         "",
-        "Generated from the settings classes by `python -m gridq.confdoc > docs/configuration.md`;",
+        "Generated from the settings classes by `python -m gridq.cli.confdoc > docs/configuration.md`;",
         "a test fails when this file is stale. Do not edit by hand.",
         "",
         "Every setting can be given as a command-line flag, an environment variable, or a key in",
