@@ -253,6 +253,7 @@ def test_wrapper_refuses_broker_on_command_line() -> None:
 def test_stats_flusher_keeps_counts_and_logs_an_outage_twice(
     redis_binary: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from gridq.keys import QueueKeys
     from gridq.worker.celery.stats import Flusher, StatsBuffer
     from tests.conftest import RedisServer
 
@@ -271,7 +272,7 @@ def test_stats_flusher_keeps_counts_and_logs_an_outage_twice(
         srv.start()
         flusher.flush()
         flusher.flush()
-        stats = srv.client().hgetall("gridq:q:sq:stats")
+        stats = srv.client().hgetall(QueueKeys("sq").stats)
     finally:
         srv.stop()
     # The restarted server is empty (no persistence): what it holds is exactly what
