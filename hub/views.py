@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .gridcore import node_fields, rfc3339
 from .models import Instances, NodeInstanceOut, NodeOut, TaskOut, TaskRecord
 from .store import NodeView, Store
 
@@ -65,6 +66,7 @@ async def render_tasks(store: Store, recs: list[TaskRecord], live: bool) -> list
 def node_out(v: NodeView) -> NodeOut:
     info = v.info
     instances = v.instances
+    running = running_on(v.record.get("instances", []))
     errors = list(v.record.get("errors", []))
     for i in instances:
         if i.error:
@@ -87,11 +89,14 @@ def node_out(v: NodeView) -> NodeOut:
         version=info.version,
         metrics_url=info.metrics_url,
         registered_at=v.meta.get("registered_at"),
-        last_seen=v.last_seen,
+        last_seen=rfc3339(v.last_seen),
         seconds_since_heartbeat=round(time.time() - v.last_seen, 3) if v.last_seen else None,
         stop_requested=bool(v.meta.get("stop")),
         errors=errors,
         assigned=v.assigned,
-        running=running_on(v.record.get("instances", [])),
+        running=running,
         instances=[NodeInstanceOut(**i.model_dump()) for i in instances],
+        **node_fields(
+            v.node_id, v.record, info.arch, info.cpus, sum(running.values()), len(errors)
+        ),
     )

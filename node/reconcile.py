@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from gridq.node.config import NodeSettings
 from gridq.node.metrics import NodeMetrics
 from gridq.node.runtime.base import Instance, Observed, Runtime, StartFailed
-
 from gridq.nodeproto import Assignment, InstanceState, InstanceStatus
 from gridq.redisurl import mask_text
 

@@ -15,6 +15,8 @@ from gridq.redisurl import check, mask
 
 from ..deps import ApiDep, AuditDep, Recorder, SettingsDep, StoreDep
 from ..errors import unprocessable, validation_detail
+from ..gridcore import SequenceMessage, sequence_message
+from ..gridnode_store import GridNodeStore
 from ..models import Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
 from ..store import Store, worker_spec
 from ..views import render_tasks
@@ -100,33 +102,36 @@ async def list_tasks(store: StoreDep, live: LiveQ = True) -> list[TaskOut]:
 
 @router.post(
     "/next",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task and start the next one",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def next_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> Message:
+async def next_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> SequenceMessage:
     return await _sequence(store, settings.scheduling, "next", audit)
 
 
 @router.post(
     "/finish",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task (the last one: nothing runs)",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def finish_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> Message:
+async def finish_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> SequenceMessage:
     return await _sequence(store, settings.scheduling, "finish", audit)
 
 
-async def _sequence(store: Store, scheduling: str, action: str, audit: Recorder) -> Message:
+async def _sequence(store: Store, scheduling: str, action: str, audit: Recorder) -> SequenceMessage:
     if scheduling != "sequential":
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="the hub schedules in parallel; /next and /finish need GRIDQ_HUB_SCHEDULING=sequential",
         )
+    previous = await GridNodeStore(store).current_name()
     changed, msg, current = await store.scheduling.sequence(action)
     await audit(f"sequence.{action}", current or "", detail=msg)
-    return Message(ok=True, changed=changed, message=msg, current=current)
+    return sequence_message(
+        Message(ok=True, changed=changed, message=msg, current=current), previous
+    )
 
 
 @router.get("/{name}", response_model=TaskOut, responses={404: {"description": "no such task"}})

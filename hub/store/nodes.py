@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gridq import keys
+from gridq.errors import PermanentError
 from gridq.nodeproto import Heartbeat, NodeInfo, RegisterRequest, RegisterResponse
 
 from ..config import HubSettings
@@ -33,11 +34,11 @@ log = logging.getLogger("gridq.hub")
 NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-class NodeAuthError(Exception):
+class NodeAuthError(PermanentError):
     """Unknown node id or wrong secret (401)."""
 
 
-class NodeGone(Exception):
+class NodeGone(PermanentError):
     """The node was deleted (410): it must register again."""
 
 

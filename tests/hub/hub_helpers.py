@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+
 from gridq.hub.config import HubSettings
 
 ADMIN = "adm-7f3kQ9xZ2pLm4vB8"

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from gridq.hub import store as store_mod
 from hub_helpers import ADMIN_H, heartbeat, node_info, register
+
+from gridq.hub import store as store_mod
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from gridq.hub.auth import TokenSets, identify
-from gridq.hub.clientaddr import client_address, networks
-from gridq.hub.config import check_tokens
 from hub_helpers import ADMIN, ADMIN_H, JOIN, JOIN_H, node_info, register, settings_for, task_body
 
 from gridq import keys
 from gridq.errors import ConfigError
+from gridq.hub.auth import TokenSets, identify
+from gridq.hub.clientaddr import client_address, networks
+from gridq.hub.config import check_tokens
 
 VIEWER = "view-Zr84kPq2MxW7cT"
 VIEWER_H = {"Authorization": f"Bearer {VIEWER}"}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from node_helpers import GRIDQ, Hub, wait_for
 
+from gridq import keys
 from gridq.hubtls import tls_context
 
 pytestmark = pytest.mark.slow
@@ -145,6 +146,6 @@ def test_failed_logins_from_one_address_get_429_others_do_not(
     import redis
 
     r2 = redis.Redis.from_url(hub.redis_url, decode_responses=True)
-    assert int(r2.get("gridq:hub:authfail:127.0.0.2") or 0) == 20
-    assert r2.get("gridq:hub:authfail:127.0.0.1") is None
+    assert int(r2.get(keys.hub_auth_failures("127.0.0.2")) or 0) == 20
+    assert r2.get(keys.hub_auth_failures("127.0.0.1")) is None
     r2.close()
