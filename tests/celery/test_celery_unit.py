@@ -9,13 +9,10 @@ from typing import Any
 
 import pytest
 import redis
-
-pytest.importorskip("celery")
-
-from celery import Celery  # noqa: E402
-from gridq.worker.celery import celery_queue_depth, celery_queue_depth_detail  # noqa: E402
-from gridq.worker.celery_checks import pool_name, run_checks  # noqa: E402
-from gridq.worker.celery_cli import build_argv  # noqa: E402
+from celery import Celery
+from gridq.worker.celery import celery_queue_depth, celery_queue_depth_detail
+from gridq.worker.celery_checks import pool_name, run_checks
+from gridq.worker.celery_cli import build_argv
 
 
 def _app(url: str = "redis://127.0.0.1:1/0", **conf: Any) -> Celery:

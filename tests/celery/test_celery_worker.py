@@ -17,13 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.exceptions import TimeLimitExceeded
+from prometheus_client.parser import text_string_to_metric_families
 
-pytest.importorskip("celery")
-
-from celery.exceptions import TimeLimitExceeded  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from tests.conftest import RedisServer, free_port  # noqa: E402
+from tests.support import RedisServer, free_port
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "s3cret-celery-pw"

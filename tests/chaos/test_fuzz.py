@@ -19,9 +19,10 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from node_helpers import GRIDQ, wait_for
 
 from gridq import protocol
+from tests.support import wait_for
+from tests.support.stack import GRIDQ
 
 FIELDS = ["gridq", "id", "task", "args", "kwargs", "attempt", "enqueued_at", "retries",
           "timeout", "priority", "raw"]  # fmt: skip

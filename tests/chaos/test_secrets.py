@@ -15,7 +15,9 @@ from types import ModuleType
 
 import httpx
 import pytest
-from node_helpers import GRIDQ, wait_for
+
+from tests.support import wait_for
+from tests.support.stack import GRIDQ
 
 pytestmark = pytest.mark.slow
 

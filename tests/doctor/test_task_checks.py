@@ -58,7 +58,8 @@ def test_running_workers_reading_another_queue(redis_conn: Any, redis_url: str) 
     Queue.from_url(redis_url, t.input_queue).push_raw("a")
     redis_conn.set(QueueKeys(t.input_queue).last_claim, time.time() - 600)
     c = by_name(run_server(redis_url, [t], [], window=0), "task.listening")
-    assert c.status == "fail" and "600 s" in c.saw or "for 6" in c.saw
+    assert c.status == "fail", c
+    assert "600 s" in c.saw or "for 6" in c.saw, c.saw
     assert "read another queue" in c.fix
 
 

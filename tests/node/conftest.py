@@ -16,26 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from node_helpers import GRIDQ, AgentProc, Hub, wait_for
 
-
-def _root_conftest() -> Any:
-    # tests/ is not a package and every folder has a conftest.py: load the root one by
-    # path under its own name to reuse need() and free_port().
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_gridq_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_root = _root_conftest()
-need: Callable[[str], None] = _root.need
-free_port: Callable[[], int] = _root.free_port
+from tests.support import free_port, need, wait_for
+from tests.support.stack import GRIDQ, AgentProc, Hub
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

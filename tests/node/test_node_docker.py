@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 import pytest
-from node_helpers import Hub, wait_for
+
+from tests.support import wait_for
+from tests.support.stack import Hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -13,8 +13,7 @@ import redis
 from gridq import keys, protocol
 from gridq.errors import EXIT_REDIS_AUTH
 from gridq.queue import Queue
-from tests.conftest import RedisServer, free_port
-from tests.worker.conftest import wait_for
+from tests.support import RedisServer, free_port, wait_for
 
 APP = """
 import os, time
