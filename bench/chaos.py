@@ -423,6 +423,7 @@ class LoadReport:
     nodes: int
     interval: float
     duration: float
+    heartbeats: int  # sent inside the window (bench/heartbeats.py counts them so)
     heartbeats_per_s: float
     hb_errors: int
     hb_p50_ms: float
@@ -511,6 +512,7 @@ def run_load(
             nodes=nodes,
             interval=interval,
             duration=duration,
+            heartbeats=res.sent,
             heartbeats_per_s=res.ok / res.elapsed,
             hb_errors=res.errors,
             hb_p50_ms=hb.pct(res.latencies, 50) * 1000,
