@@ -91,7 +91,11 @@ def hub(make_redis: Any, tmp_path: Path) -> Iterator[Hub]:
         GRIDQ_HUB_REDIS_URL=srv.url,
         GRIDQ_HUB_TOKEN=ADMIN_TOKEN,
         GRIDQ_NODE_TOKEN=NODE_TOKEN,
-        GRIDQ_HUB_HEARTBEAT_INTERVAL="0.3",
+        # Heartbeats fast enough that assignments reach agents quickly, and an offline
+        # verdict only after 10 s of silence: a slow `docker ps` on a loaded 2-core machine
+        # (seconds, at worst) must not take a node offline and restart its workers.
+        GRIDQ_HUB_HEARTBEAT_INTERVAL="0.5",
+        GRIDQ_HUB_NODE_OFFLINE_AFTER="10",
         GRIDQ_HUB_SCHEDULE_INTERVAL="0.3",
         GRIDQ_HUB_LOG_LEVEL="warning",
     )
@@ -142,7 +146,7 @@ def make_agent(
             GRIDQ_NODE_TOKEN=NODE_TOKEN,
             GRIDQ_NODE_STATE_DIR=str(sd),
             GRIDQ_NODE_RUNTIME=runtime,
-            GRIDQ_NODE_HEARTBEAT_INTERVAL="0.3",
+            GRIDQ_NODE_HEARTBEAT_INTERVAL="0.5",  # the hub's offline_after is 10 s
             GRIDQ_NODE_STOP_TIMEOUT="3",
             GRIDQ_NODE_RESTART_BACKOFF="0.3",
             GRIDQ_NODE_RESTART_BACKOFF_MAX="2",
