@@ -33,12 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
 
 from gridq.ports import free_port
+from tests.support import RedisServer, redis_server_binary
 
 # Fresh per run (the hub refuses guessable tokens); children get them via the environment.
 ADMIN = os.environ.get("GRIDQ_BENCH_ADMIN") or secrets.token_urlsafe(24)
@@ -296,34 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     procs: list[subprocess.Popen[bytes]] = []
+    server: RedisServer | None = None
     tmp = tempfile.mkdtemp(prefix="gridq-bench-")
     try:
         redis_url = a.redis_url
         if not redis_url:
-            binary = shutil.which("redis-server")
+            binary = redis_server_binary()
             if not binary:
-                raise SystemExit("no redis-server on PATH (or pass --redis-url)")
-            port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        binary,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        tmp,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            redis_url = f"redis://127.0.0.1:{port}/0"
-            time.sleep(0.3)
+                raise SystemExit("no redis-server (apt-get install redis-server, or --redis-url)")
+            server = RedisServer(binary, Path(tmp))
+            server.start()
+            redis_url = server.url
         import redis as _redis
 
         _redis.Redis.from_url(redis_url).flushdb()
@@ -426,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if server is not None:
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
