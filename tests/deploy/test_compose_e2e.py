@@ -3,8 +3,8 @@
 The proof of issue 6: ``compose up --scale node=3``; a task registered through the REST
 API with IDM-GridCore's body; 10,000 raw jobs pushed with LPUSH all come back; three
 nodes online; the hub's /metrics counts them; its http_sd endpoint lists the workers; a
-real Prometheus (Debian's package, run on the host) scrapes hub and workers and returns
-a non-zero rate; scaled down to one node, 1,000 more jobs all come back; ``compose down``
+real Prometheus (Debian's package, run on the host) scrapes hub and workers, and the
+workers' counters it holds add up to the 10,000 jobs; scaled down to one node, 1,000 more jobs all come back; ``compose down``
 leaves no container (the nodes' workers included) and no network behind.
 
 And the secret audit: the Redis password and both tokens are unique markers; ``docker
