@@ -6,6 +6,6 @@ Import as `from tests.support import wait_for` (see tests/__init__.py for the pa
 from gridq.ports import free_port
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer, redis_server_binary
-from tests.support.skips import IN_CI, need
+from tests.support.skips import need
 
-__all__ = ["IN_CI", "RedisServer", "free_port", "need", "redis_server_binary", "wait_for"]
+__all__ = ["RedisServer", "free_port", "need", "redis_server_binary", "wait_for"]

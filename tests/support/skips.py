@@ -17,9 +17,6 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-IN_CI = in_ci()
-
-
 def need(reason: str) -> NoReturn:
     """Skip on a laptop, fail under CI."""
     if in_ci():
