@@ -40,7 +40,6 @@ from typing import Any
 import httpx
 import redis
 
-from bench import heartbeats
 from bench.chaos_grid import Grid, Producer, create_worker_task, write_app
 from bench.chaos_grid import marker as marker  # re-exported for tests/chaos
 from tests.support import RedisServer, redis_server_binary, wait_for
@@ -453,7 +452,9 @@ def run_load(
     read_every: float = 0.05,
     out: Any = print,
 ) -> LoadReport:
-    hb = heartbeats
+    # Imported here: bench/heartbeats.py sets its tokens in the environment on import.
+    from bench import heartbeats as hb
+
     grid = Grid(tmp, aof=False, hub_interval=interval, hub_log_level="warning")
     grid.admin_token, grid.node_token = hb.ADMIN, hb.JOIN
     try:
