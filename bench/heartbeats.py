@@ -178,15 +178,14 @@ def _worker(args: tuple[str, list[tuple[str, str, int]], float, float, float], q
     except ImportError:  # pragma: no cover
         pass
     res = asyncio.run(_run_nodes(*args))
-    q.put(tuple(res))  # plain data: the parent may not import this module by name
+    q.put(tuple(res))  # plain data across the process boundary
 
 
 def run_load(
     hub: str, creds: list[tuple[str, str, int]], interval: float, duration: float, procs: int
 ) -> Result:
     """Split the nodes over ``procs`` load-generator processes (the client is not the hub)."""
-    # fork: the script may be loaded under a module name a spawned child cannot import
-    # (gridq bench hub loads it from a file).
+    # fork: a child starts with the parent's tokens and credentials, nothing to re-import.
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     chunks = [creds[i::procs] for i in range(procs)]
