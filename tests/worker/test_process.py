@@ -199,9 +199,8 @@ def test_check_probe_answers_while_alive(redis_conn, redis_url, spawn_worker):
     import os
     import sys
 
-    from tests.worker.conftest import ROOT
-
-    base_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    root = Path(__file__).resolve().parents[2]
+    base_env = {**os.environ, "PYTHONPATH": str(root), **env}
     wait_for(
         lambda: (
             subprocess.run(
