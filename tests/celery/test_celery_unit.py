@@ -252,7 +252,7 @@ def test_stats_flusher_keeps_counts_and_logs_an_outage_twice(
 ) -> None:
     from gridq.keys import QueueKeys
     from gridq.worker.celery.stats import Flusher, StatsBuffer
-    from tests.conftest import RedisServer
+    from tests.support import RedisServer
 
     srv = RedisServer(redis_binary, tmp_path, password="stats-pw")
     srv.start()
