@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from node_helpers import GRIDQ, Hub, wait_for
 
 from gridq import keys
 from gridq.hubtls import tls_context
+from tests.support import wait_for
+from tests.support.stack import GRIDQ, Hub
 
 pytestmark = pytest.mark.slow
 
