@@ -64,6 +64,10 @@ class QueueKeys:
         """STRING: present while the queue is paused; workers stop claiming."""
         return f"{PREFIX}:q:{self.name}:paused"
 
+    def scheduled(self, job_id: str) -> str:
+        """STRING with TTL: a schedule's job ``job_id`` was pushed here (enqueue once)."""
+        return f"{PREFIX}:q:{self.name}:sched:{job_id}"
+
 
 def consumer_alive(consumer_id: str) -> str:
     """STRING with TTL = lease: present while the consumer lives (renewed by its heartbeat)."""
@@ -86,6 +90,10 @@ HUB_ASSIGNMENTS = f"{PREFIX}:hub:assignments"  # HASH node_id -> assignment JSON
 HUB_SCHEDULE_LOCK = f"{PREFIX}:hub:schedule_lock"  # STRING lock around a scheduling pass
 HUB_STATE = f"{PREFIX}:hub:state"  # HASH misc: spec version, sequential cursor
 HUB_EVENTS = f"{PREFIX}:hub:events"  # LIST recent events (capped)
+HUB_LEADER = f"{PREFIX}:hub:leader"  # STRING "epoch:replica" with TTL: the leader's lease
+HUB_LEADER_INFO = f"{PREFIX}:hub:leader_info"  # HASH epoch, holder, since, renewed, misfire_before
+HUB_SCHEDULES = f"{PREFIX}:hub:schedules"  # HASH name -> schedule JSON
+HUB_SCHEDULES_PENDING = f"{PREFIX}:hub:schedules_pending"  # ZSET job id claimed, not yet pushed
 
 
 def hub_node_secret(node_id: str) -> str:
@@ -96,6 +104,11 @@ def hub_node_secret(node_id: str) -> str:
 def hub_task_rate(name: str) -> str:
     """LIST: recent (time, processed) samples used to compute a task's rate."""
     return f"{PREFIX}:hub:task:{name}:rate"
+
+
+def hub_schedule_state(name: str) -> str:
+    """HASH: a schedule's ticks: last_tick (claimed), last_run, last_job_id, runs, lag."""
+    return f"{PREFIX}:hub:schedule:{name}:state"
 
 
 def all_documented() -> list[str]:
@@ -111,6 +124,7 @@ def all_documented() -> list[str]:
         q.inflight("{consumer}"),
         q.last_claim,
         q.paused,
+        q.scheduled("{job}"),
         consumer_alive("{consumer}"),
         HUB_TASKS,
         HUB_TASK_ORDER,
@@ -124,6 +138,11 @@ def all_documented() -> list[str]:
         HUB_SCHEDULE_LOCK,
         HUB_STATE,
         HUB_EVENTS,
+        HUB_LEADER,
+        HUB_LEADER_INFO,
+        HUB_SCHEDULES,
+        HUB_SCHEDULES_PENDING,
         hub_node_secret("{id}"),
         hub_task_rate("{name}"),
+        hub_schedule_state("{name}"),
     ]
