@@ -121,3 +121,4 @@ class ScheduleOut(ScheduleSpec):
     last_run: float | None = Field(description="unix time the last job was pushed")
     last_job_id: str | None
     runs: int = Field(description="jobs pushed by this schedule (ticks and runs now)")
+    lag: float | None = Field(description="seconds the last tick was pushed after its time")
