@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gridq.contract import DEFAULT_POOL, WORKER_ENV, PoolName
+from gridq.keys import check_queue_name
 from gridq.nodeproto import Resources
 from gridq.redisurl import mask, mask_text, validate_url
 
@@ -146,7 +147,13 @@ class _TaskFields(_Strict):
     def _queue(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
             raise ValueError("input_queue must not be empty")
-        return v
+        return None if v is None else check_queue_name(v)
+
+    @field_validator("output_queue")
+    @classmethod
+    def _output_queue(cls, v: str | None) -> str | None:
+        # Braces would make it a hash tag: see gridq/keys.py (key layout 2).
+        return check_queue_name(v) if v else v
 
     @field_validator("env")
     @classmethod

@@ -24,12 +24,12 @@ def probe(settings: WorkerSettings, timeout: float = 3.0) -> tuple[bool, str]:
             return False, f"unhealthy: {exc.read().decode(errors='replace')}"
         except OSError as exc:
             return False, f"unhealthy: no answer on {url}: {exc}"
-    if settings.instance_id and settings.input_url:
+    if settings.instance_id and settings.input_url and settings.input_queue:
         from gridq.redisurl import client, mask
 
         try:
             c = client(settings.input_url, timeout=timeout)
-            ttl = c.ttl(keys.consumer_alive(settings.instance_id))
+            ttl = c.ttl(keys.QueueKeys(settings.input_queue).alive(settings.instance_id))
         except Exception as exc:
             return False, f"unhealthy: Redis at {mask(settings.input_url)}: {type(exc).__name__}"
         if ttl is not None and int(ttl) > 0:

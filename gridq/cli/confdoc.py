@@ -85,6 +85,19 @@ def render() -> str:
         "trailing newline (Docker/Compose/Kubernetes secrets, systemd credentials). Setting",
         "both `VAR` and `VAR_FILE` is an error, as is a file that cannot be read.",
         "",
+        "Every Redis URL (the hub's state, a task's `input_redis`/`output_redis`, the",
+        "worker's `INPUT_REDIS_URL`/`OUTPUT_REDIS_URL`, the CLI's `--redis-url`) takes one of:",
+        "",
+        "| form | what |",
+        "|---|---|",
+        "| `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]` | one server (`rediss://`: TLS) |",
+        "| `unix://[[USER]:PASSWORD@]/PATH.sock[?db=DB]` | one server on a Unix socket |",
+        "| `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]` | Redis Cluster, any of its nodes (`rediss+cluster://`: TLS) |",
+        "| `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]` | the master Sentinel names MASTER; the password is the master's (`rediss+sentinel://`: TLS) |",
+        "",
+        "On a cluster each queue lives in the slot of its name (docs/protocol.md, key layout 2).",
+        "Passwords are masked (`***`) wherever a URL is shown.",
+        "",
     ]
     for title, settings_ref, cmd_ref in PARTS:
         try:

@@ -21,6 +21,7 @@ import psutil
 from gridq.doctor.checks import Check, fail, ok, warn
 from gridq.doctor.task_checks import TaskInfo
 from gridq.platform import norm_arch
+from gridq.redisurl import parse_multi
 
 DISK_WARN_GB = 5.0
 DISK_FAIL_GB = 1.0
@@ -310,10 +311,14 @@ def check_network(client: Any, cfg: NodeConfig, tasks: list[TaskInfo]) -> list[C
             continue
         done: set[tuple[str, int]] = set()
         for url in (t.input_redis, t.out_redis):
+            multi = parse_multi(url)
             p = urlsplit(url)
-            if p.scheme == "unix" or not p.hostname:
+            if multi:  # a cluster node or a sentinel: the first one named
+                host, port = multi.hosts[0]
+            elif p.scheme == "unix" or not p.hostname:
                 continue
-            host, port = p.hostname, p.port or 6379
+            else:
+                host, port = p.hostname, p.port or 6379
             if (host, port) in done:
                 continue
             done.add((host, port))

@@ -7,6 +7,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from gridq.redisurl import aio_client
+
 from ..config import HubSettings
 
 
@@ -20,14 +22,13 @@ def connect(settings: HubSettings) -> aioredis.Redis:
     # (a hub briefly overloaded by heartbeats), they queue for a connection instead
     # of failing with "Too many connections" (503). Redis serves one command at a
     # time anyway; more connections would only add sockets to the event loop.
-    return aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            health_check_interval=30,
-            max_connections=64,
-            timeout=10.0,
-        )
+    # gridq.redisurl.aio_client does that, and takes cluster and sentinel URLs too.
+    return aio_client(
+        settings.redis_url,
+        decode=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        health_check_interval=30,
+        max_connections=64,
+        wait=10.0,
     )

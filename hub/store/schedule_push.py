@@ -2,7 +2,7 @@
 
 The task's Redis may not be the hub's, so claiming a tick (hub Redis) and pushing its
 job (task Redis) cannot be one script. Instead the push is idempotent: one script on
-the task's Redis sets the marker ``gridq:q:<queue>:sched:<job id>`` (SET NX, TTL one day)
+the task's Redis sets the marker ``gridq:q:{<queue>}:sched:<job id>`` (SET NX, TTL one day)
 and LPUSHes the job only if the marker was new. A claim replayed after a crash — or
 pushed by a stale leader at the same moment as the new one — pushes nothing twice.
 """

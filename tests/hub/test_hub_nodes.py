@@ -86,7 +86,7 @@ def test_register_validates_body(client: TestClient) -> None:
 
 def test_secret_stored_hashed(client: TestClient, redis_conn: redis.Redis) -> None:
     nid, secret = register(client)
-    stored = redis_conn.get(f"gridq:hub:node:{nid}:secret").decode()
+    stored = redis_conn.get(f"gridq:{{hub}}:node:{nid}:secret").decode()
     assert stored != secret and len(stored) == 64
     dump = b"".join(redis_conn.dump(k) or b"" for k in redis_conn.keys("*"))
     assert secret.encode() not in dump
@@ -301,7 +301,7 @@ def test_offline_after_three_missed_heartbeats(
     # interval 1 s in tests: 3.5 s without a heartbeat is offline, counted from when the
     # hub started listening (a fresh hub does not blame nodes for its own downtime).
     client.app.state.store.nodes.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
-    redis_conn.zadd("gridq:hub:node_seen", {a: time.time() - 3.5})
+    redis_conn.zadd("gridq:{hub}:node_seen", {a: time.time() - 3.5})
     nodes = {n["node_id"]: n for n in client.get("/api/nodes", headers=ADMIN_H).json()}
     assert nodes[a]["status"] == "offline" and nodes[b]["status"] == "online"
     assert "offline" in nodes[a]["errors"][0]
@@ -317,7 +317,7 @@ def test_a_restarted_hub_does_not_blame_nodes_for_its_downtime(
 ) -> None:
     a, _ = register(client, "a")
     # The node's last heartbeat is 10 s old because no hub was listening (hub restart).
-    redis_conn.zadd("gridq:hub:node_seen", {a: time.time() - 10})
+    redis_conn.zadd("gridq:{hub}:node_seen", {a: time.time() - 10})
     fresh = make_client()
     assert fresh.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "online"
     # Once the fresh hub has listened for offline_after (3 intervals), silence counts.
@@ -355,7 +355,7 @@ def test_draining_node_gets_no_new_work(client: TestClient, redis_url: str) -> N
 def test_metrics(client: TestClient, redis_url: str, redis_conn: redis.Redis) -> None:
     client.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H)
     redis_conn.lpush("square-in", "1", "2")
-    redis_conn.hset("gridq:q:square-in:stats", mapping={"processed": 7, "failed": 2})
+    redis_conn.hset("gridq:q:{square-in}:stats", mapping={"processed": 7, "failed": 2})
     nid, secret = register(client)
     heartbeat(client, nid, secret, instances=_instances("square", 1))
     text = client.get("/metrics", headers=ADMIN_H).text

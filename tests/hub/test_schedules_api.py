@@ -10,7 +10,7 @@ import redis
 from fastapi.testclient import TestClient
 from hub_helpers import ADMIN_H, task_body
 
-from gridq import protocol
+from gridq import keys, protocol
 
 
 def sched(**kw: Any) -> dict[str, Any]:
@@ -114,14 +114,14 @@ def test_claim_is_fenced_once_per_tick_and_replay_pushes_once(
     assert portal is not None
     assert portal.call(leader.step) is True
     token = leader.token
-    tick = int(float(redis_conn.hget("gridq:hub:schedule:tick:state", "last_tick") or 0)) + 1
+    tick = int(float(redis_conn.hget(keys.hub_schedule_state("tick"), "last_tick") or 0)) + 1
     jid = f"sched:tick:{tick}"
     # A stale token claims nothing.
     assert portal.call(store.schedules.claim, "0:someone", "tick", tick, jid) == -1
     # Claimed once; the "crash": never pushed. A second claim of the tick is refused.
     assert portal.call(store.schedules.claim, token, "tick", tick, jid) == 1
     assert portal.call(store.schedules.claim, token, "tick", tick, jid) == 0
-    assert redis_conn.zrange("gridq:hub:schedules_pending", 0, -1) == [jid.encode()]
+    assert redis_conn.zrange(keys.HUB_SCHEDULES_PENDING, 0, -1) == [jid.encode()]
     ticker = Ticker(store.schedules, leader)
     portal.call(ticker.replay)
     portal.call(ticker.replay)  # nothing pending any more
@@ -130,6 +130,6 @@ def test_claim_is_fenced_once_per_tick_and_replay_pushes_once(
     spec = portal.call(store.schedules.get, "tick")
     assert portal.call(store.schedules.pusher.push, task, spec.payload, jid) is False
     assert redis_conn.lrange("square-in", 0, -1) == [b"7"]
-    assert redis_conn.zcard("gridq:hub:schedules_pending") == 0
+    assert redis_conn.zcard(keys.HUB_SCHEDULES_PENDING) == 0
     out = api.get("/api/schedules/tick", headers=ADMIN_H).json()
     assert out["last_job_id"] == jid and out["runs"] == 1

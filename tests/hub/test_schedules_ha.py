@@ -17,7 +17,7 @@ import redis
 from hub_helpers import task_body
 from hub_procs import HubProc, wait_for
 
-from gridq import protocol
+from gridq import keys, protocol
 
 LEASE = "1.0"  # GRIDQ_HUB_LEADER_LEASE: handover within ~1.25 s; downtime after 3 s
 
@@ -60,7 +60,7 @@ def ticks_by_schedule(conn: redis.Redis) -> dict[str, list[int]]:
 
 
 def runs(conn: redis.Redis, name: str) -> int:
-    return int(conn.hget(f"gridq:hub:schedule:{name}:state", "runs") or 0)
+    return int(conn.hget(keys.hub_schedule_state(name), "runs") or 0)
 
 
 def test_two_hubs_one_job_per_tick_through_a_sigkill(
@@ -99,13 +99,13 @@ def test_misfire_policies_after_every_hub_was_down(
     # The last tick each schedule claimed before the outage (a claimed tick that the
     # kill kept from being pushed is replayed after the restart: it counts as before).
     before = {
-        p: int(float(redis_conn.hget(f"gridq:hub:schedule:{p}:state", "last_tick") or 0))
+        p: int(float(redis_conn.hget(keys.hub_schedule_state(p), "last_tick") or 0))
         for p in ("skip", "once", "all")
     }
     time.sleep(5)  # every hub down for 5 s (> 3 leases: a downtime, not a handover)
     hub.start()
-    wait_for(lambda: redis_conn.hget("gridq:hub:leader_info", "misfire_before"))
-    end_of_outage = float(redis_conn.hget("gridq:hub:leader_info", "misfire_before") or 0)
+    wait_for(lambda: redis_conn.hget(keys.HUB_LEADER_INFO, "misfire_before"))
+    end_of_outage = float(redis_conn.hget(keys.HUB_LEADER_INFO, "misfire_before") or 0)
     after = {p: runs(redis_conn, p) for p in ("skip", "once", "all")}
     wait_for(lambda: all(runs(redis_conn, p) >= after[p] + 3 for p in after))
     hub.stop()
