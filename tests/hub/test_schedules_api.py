@@ -133,3 +133,42 @@ def test_claim_is_fenced_once_per_tick_and_replay_pushes_once(
     assert redis_conn.zcard(keys.HUB_SCHEDULES_PENDING) == 0
     out = api.get("/api/schedules/tick", headers=ADMIN_H).json()
     assert out["last_job_id"] == jid and out["runs"] == 1
+
+
+def test_ticker_skips_paused_and_runs_late_ticks_once(
+    api: TestClient, redis_conn: redis.Redis
+) -> None:
+    """The ticker's pass, driven by hand; time passing is simulated by moving the
+    schedule's last claimed tick back."""
+    import time
+
+    from gridq.hub.schedule_ticker import Ticker
+
+    app: Any = api.app
+    store, leader = app.state.store, app.state.leader
+    portal = api.portal
+    assert portal is not None
+    assert portal.call(leader.step) is True
+    body = sched(every=1, misfire="all", paused=True, payload={"job": {"task": "beat"}})
+    assert api.post("/api/schedules", json=body, headers=ADMIN_H).status_code == 201
+    ticker = Ticker(store.schedules, leader)
+    state = keys.hub_schedule_state("tick")
+
+    redis_conn.hset(state, "last_tick", time.time() - 5)
+    portal.call(ticker.pass_once, leader.token)
+    assert redis_conn.llen("square-in") == 0  # paused: no tick
+
+    assert api.patch("/api/schedules/tick", json={"paused": False}, headers=ADMIN_H).is_success
+    portal.call(ticker.pass_once, leader.token)
+    assert redis_conn.llen("square-in") == 0  # resumed: ticks start after now
+
+    last = time.time() - 3.5
+    redis_conn.hset(state, "last_tick", last)
+    portal.call(ticker.pass_once, leader.token)
+    portal.call(ticker.pass_once, leader.token)  # a second pass claims nothing again
+    ids = [protocol.decode(i).id for i in reversed(redis_conn.lrange("square-in", 0, -1))]
+    ticks = [int(i.rsplit(":", 1)[1]) for i in ids]
+    assert len(ticks) >= 3 and ticks[0] == int(last) + 1
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))
+    out = api.get("/api/schedules/tick", headers=ADMIN_H).json()
+    assert out["runs"] == len(ticks) and out["last_job_id"] == ids[-1]

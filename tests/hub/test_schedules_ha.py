@@ -108,7 +108,7 @@ def test_misfire_policies_after_every_hub_was_down(
         p: int(float(redis_conn.hget(keys.hub_schedule_state(p), "last_tick") or 0))
         for p in ("skip", "once", "all")
     }
-    time.sleep(5)  # every hub down for 5 s (> 3 leases: a downtime, not a handover)
+    time.sleep(10)  # every hub down for 10 s (> 3 leases: a downtime, not a handover)
     hub.start()
     wait_for(lambda: redis_conn.hget(keys.HUB_LEADER_INFO, "misfire_before"))
     end_of_outage = float(redis_conn.hget(keys.HUB_LEADER_INFO, "misfire_before") or 0)
