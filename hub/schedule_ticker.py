@@ -13,10 +13,14 @@ import asyncio
 import logging
 import time
 
+import redis
+
 from gridq.outage import OutageLog
+from gridq.redisurl import mask_text
 
 from .leader import Leader
-from .models_schedules import ScheduleSpec
+from .models import TaskSpec
+from .models_schedules import Payload, ScheduleSpec
 from .schedule_times import jitter_of, job_id, next_tick, parse_job_id, plan
 from .store.schedules import Schedules
 
@@ -35,6 +39,7 @@ class Ticker:
         self.leader = leader
         self._outage = OutageLog(log, up_message="schedule ticks: working again after %.1f s")
         self._no_task: set[str] = set()  # schedules whose task is missing (logged once)
+        self._unreachable: set[str] = set()  # schedules whose task's Redis failed (logged once)
 
     async def run(self) -> None:
         while True:
@@ -55,13 +60,17 @@ class Ticker:
 
     async def pass_once(self, token: str) -> float:
         """One pass; returns the seconds until the next tick is due."""
-        await self.replay()
+        # Schedules whose task's Redis failed in this pass: tried once per pass, so one
+        # unreachable Redis costs one timeout, and their due ticks wait (then run late).
+        failed = await self.replay()
         misfire_before = await self.schedules.misfire_before()
         specs = [s for s in await self.schedules.all() if not s.paused]
         states = await self.schedules.states([s.name for s in specs])
         next_due = time.time() + MAX_SLEEP
         for spec in specs:
             last = float(states[spec.name].get("last_tick") or time.time())
+            if spec.name in failed:
+                continue
             newest = await self._tick(token, spec, last, misfire_before)
             nt = next_tick(spec, newest)
             next_due = min(next_due, nt + jitter_of(spec, nt))
@@ -94,13 +103,34 @@ class Ticker:
             newest = max(newest, skip)
         for t in run:
             jid = job_id(spec.name, t)
+            newest = max(newest, t)
             if await self._claim(token, spec.name, t, jid):
                 assert task is not None
-                await self.schedules.pusher.push(task, spec.payload, jid)
+                if not await self._push(spec.name, task, spec.payload, jid):
+                    break  # stays pending: replayed on a later pass
                 lag = time.time() - (t + jitter_of(spec, t))
                 await self.schedules.complete(spec.name, jid, lag=lag, from_pending=True)
-            newest = max(newest, t)
         return newest
+
+    async def _push(self, name: str, task: TaskSpec, payload: Payload, jid: str) -> bool:
+        """Push a claimed job; False (logged once per outage) if the task's Redis failed:
+        one unreachable task Redis must not hold up the other schedules."""
+        try:
+            await self.schedules.pusher.push(task, payload, jid)
+        except redis.RedisError as exc:
+            if name not in self._unreachable:
+                log.warning(
+                    "schedule %s: cannot push to task %s's Redis (%s); its jobs wait",
+                    name,
+                    task.name,
+                    mask_text(str(exc)),
+                )
+                self._unreachable.add(name)
+            return False
+        if name in self._unreachable:
+            log.warning("schedule %s: task %s's Redis is reachable again", name, task.name)
+            self._unreachable.discard(name)
+        return True
 
     async def _claim(self, token: str, name: str, tick: int, jid: str) -> bool:
         res = await self.schedules.claim(token, name, tick, jid)
@@ -108,8 +138,10 @@ class Ticker:
             raise LostLeadership
         return res == 1
 
-    async def replay(self) -> None:
-        """Push every pending job (a leader died between claim and push): once, by id."""
+    async def replay(self) -> set[str]:
+        """Push every pending job (a leader died between claim and push, or the task's
+        Redis failed): once, by id. Returns the schedules whose push failed."""
+        failed: set[str] = set()
         for jid in await self.schedules.pending():
             parsed = parse_job_id(jid)
             spec = await self.schedules.get(parsed[0]) if parsed else None
@@ -117,12 +149,10 @@ class Ticker:
             if parsed is None or spec is None or task is None:
                 await self.schedules.drop_pending(jid)  # schedule or task deleted since
                 continue
-            pushed = await self.schedules.pusher.push(task, spec.payload, jid)
+            if spec.name in failed or not await self._push(spec.name, task, spec.payload, jid):
+                failed.add(spec.name)
+                continue
             lag = time.time() - (parsed[1] + jitter_of(spec, parsed[1]))
             await self.schedules.complete(spec.name, jid, lag=lag, from_pending=True)
-            log.info(
-                "schedule %s: replayed job %s (%s)",
-                spec.name,
-                jid,
-                "pushed" if pushed else "already in the queue",
-            )
+            log.info("schedule %s: pushed pending job %s (once, by its id)", spec.name, jid)
+        return failed

@@ -10,8 +10,11 @@ import secrets
 import time
 from typing import Any
 
+import redis
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ValidationError
+
+from gridq.redisurl import explain, mask_text
 
 from ..deps import AdminDep, StoreDep
 from ..errors import unprocessable, validation_detail
@@ -138,6 +141,7 @@ async def delete_schedule(name: str, store: StoreDep) -> Response:
     responses={
         404: {"description": "no such schedule"},
         409: {"description": "the schedule's task no longer exists"},
+        503: {"description": "the task's Redis is unreachable"},
     },
 )
 async def run_schedule(name: str, store: StoreDep) -> RunOut:
@@ -148,7 +152,15 @@ async def run_schedule(name: str, store: StoreDep) -> RunOut:
     if task is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"no task named {spec.task!r}")
     jid = f"sched:{name}:run-{secrets.token_hex(6)}"
-    await store.schedules.pusher.push(task, spec.payload, jid)
+    try:
+        await store.schedules.pusher.push(task, spec.payload, jid)
+    except redis.RedisError as exc:
+        # The task's Redis, not the hub's: no hub outage, and the reason masked.
+        why = explain(exc, task.input_redis)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"cannot push to task {task.name!r}: {mask_text(str(why or exc))}",
+        ) from None
     await store.schedules.complete(name, jid, lag=None, from_pending=False)
     await store.events.add(f"schedule {name} run now ({jid})")
     return RunOut(job_id=jid, pushed_at=time.time())

@@ -172,3 +172,35 @@ def test_ticker_skips_paused_and_runs_late_ticks_once(
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))
     out = api.get("/api/schedules/tick", headers=ADMIN_H).json()
     assert out["runs"] == len(ticks) and out["last_job_id"] == ids[-1]
+
+
+def test_an_unreachable_task_redis_holds_up_only_its_own_schedule(
+    api: TestClient, redis_conn: redis.Redis, redis_url: str
+) -> None:
+    import time
+
+    from gridq.hub.schedule_ticker import Ticker
+    from gridq.ports import free_port
+
+    dead = f"redis://:pw-Zq81xx@127.0.0.1:{free_port()}/0"
+    body = task_body(dead, "gone", input_queue="gone-in")
+    assert api.post("/api/tasks?validate=false", json=body, headers=ADMIN_H).status_code == 201
+    for name, task in (("good", "square"), ("bad", "gone")):
+        s = sched(name=name, task=task, every=1, misfire="all")
+        assert api.post("/api/schedules", json=s, headers=ADMIN_H).status_code == 201
+        redis_conn.hset(keys.hub_schedule_state(name), "last_tick", time.time() - 2.5)
+    app: Any = api.app
+    store, leader = app.state.store, app.state.leader
+    portal = api.portal
+    assert portal is not None
+    assert portal.call(leader.step) is True
+    ticker = Ticker(store.schedules, leader)
+    portal.call(ticker.pass_once, leader.token)
+    portal.call(ticker.pass_once, leader.token)
+    assert redis_conn.llen("square-in") >= 2  # the good one ran its ticks
+    pending = redis_conn.zrange(keys.HUB_SCHEDULES_PENDING, 0, -1)
+    assert len(pending) == 1 and pending[0].startswith(b"sched:bad:")  # claimed, waits
+
+    r = api.post("/api/schedules/bad/run", headers=ADMIN_H)
+    assert r.status_code == 503 and "gone" in r.text and "pw-Zq81xx" not in r.text
+    assert api.get("/health").status_code == 200  # the hub's own Redis is fine
