@@ -15,6 +15,7 @@ import time
 
 import redis
 
+from gridq.errors import PermanentError
 from gridq.outage import OutageLog
 from gridq.redisurl import mask_text
 
@@ -29,7 +30,7 @@ log = logging.getLogger("gridq.hub")
 MAX_SLEEP = 0.5  # seconds: the loop wakes at least this often (a new schedule, a handover)
 
 
-class LostLeadership(Exception):
+class LostLeadership(PermanentError):
     """A claim was refused: another replica holds the lease now."""
 
 
