@@ -6,10 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 from hub_helpers import ADMIN, JOIN
@@ -18,16 +15,11 @@ from gridq.ports import free_port
 
 GRIDQ = str(Path(sys.executable).parent / "gridq")
 
+# The node tests' wait_for, one copy (tests/ has no packages; tests/chaos does the same).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+from node_helpers import wait_for  # noqa: E402
 
-def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+__all__ = ["GRIDQ", "HubProc", "wait_for"]
 
 
 class HubProc:
@@ -58,7 +50,7 @@ class HubProc:
                 stdout=log,
                 stderr=log,
             )
-        wait_for(self._up)
+        wait_for(self._up, timeout=30)
         return self
 
     def _up(self) -> bool:
