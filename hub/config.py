@@ -135,6 +135,13 @@ class HubSettings(GridqSettings):
         gt=0,
         description="seconds between periodic scheduling passes (offline nodes, autoscale, auto-advance)",
     )
+    leader_lease: float = Field(
+        default=2.0,
+        ge=0.5,
+        le=60,
+        description="seconds a hub replica's leadership (periodic passes, schedule ticks) lives"
+        " without renewal: the longest handover after a leader dies",
+    )
     validate_redis_timeout: float = Field(
         default=2.0,
         gt=0,

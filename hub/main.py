@@ -22,6 +22,7 @@ from .clientaddr import networks
 from .config import HubSettings, check_tokens
 from .errors import install_handlers
 from .fastpath import HEARTBEAT_ROUTE, HeartbeatFastPath
+from .leader import Leader
 from .middleware import LatencyMiddleware, latency_histogram
 from .outage import RedisOutage
 from .ratelimit import AuthFailLimit
@@ -36,6 +37,7 @@ from .routes import (
     node_api,
     nodes,
     prometheus_sd,
+    schedules,
     tasks,
 )
 from .store import Store
@@ -53,6 +55,7 @@ ROUTERS = (
     prometheus_sd,
     events,
     doctor,
+    schedules,
     audit,
 )
 
@@ -72,8 +75,10 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
     store.nodes.listening_since = time.time()
     outage = RedisOutage(store.nodes, settings.offline_after)
 
-    app = _app(settings, lifespan(store, settings.schedule_interval, outage, background))
+    leader = Leader(store.r, settings.leader_lease)
+    app = _app(settings, lifespan(store, settings.schedule_interval, outage, leader, background))
     app.state.settings = settings
+    app.state.leader = leader
     app.state.tokens = TokenSets.from_settings(settings)
     app.state.store = store
     app.state.redis_outage = outage

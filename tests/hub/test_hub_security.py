@@ -252,3 +252,26 @@ def test_sequence_steps_are_audited(make_client: Callable[..., TestClient], redi
     got = [(e["action"], e["target"]) for e in audit(c)[:2]]
     assert got[1] == ("sequence.next", "second")
     assert got[0][0] == "sequence.finish"
+
+
+def test_schedule_changes_are_audited(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    c = make_client(viewer_token=VIEWER)
+    assert c.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H).status_code == 201
+    body = {"name": "nightly", "task": "square", "every": 3600, "payload": {"item": "7"}}
+    assert c.post("/api/schedules", json=body, headers=VIEWER_H).status_code == 403
+    assert c.post("/api/schedules", json=body, headers=ADMIN_H).status_code == 201, body
+    assert c.get("/api/schedules", headers=VIEWER_H).status_code == 200
+    assert c.patch("/api/schedules/nightly", json={"every": 60}, headers=ADMIN_H).status_code == 200
+    assert c.post("/api/schedules/nightly/run", headers=ADMIN_H).status_code == 200
+    assert c.delete("/api/schedules/nightly", headers=ADMIN_H).status_code == 204
+    got = [
+        (e["action"], e["target"]) for e in reversed(audit(c)) if e["action"].startswith("schedule")
+    ]
+    assert got == [
+        ("schedule.create", "nightly"),
+        ("schedule.patch", "nightly"),
+        ("schedule.run", "nightly"),
+        ("schedule.delete", "nightly"),
+    ]
