@@ -12,12 +12,10 @@ import httpx
 from hub_helpers import ADMIN, JOIN
 
 from gridq.ports import free_port
+from tests.support import wait_for
 
 GRIDQ = str(Path(sys.executable).parent / "gridq")
 
-# The node tests' wait_for, one copy (tests/ has no packages; tests/chaos does the same).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-from node_helpers import wait_for  # noqa: E402
 
 __all__ = ["GRIDQ", "HubProc", "wait_for"]
 
