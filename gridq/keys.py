@@ -86,6 +86,25 @@ HUB_ASSIGNMENTS = f"{PREFIX}:hub:assignments"  # HASH node_id -> assignment JSON
 HUB_SCHEDULE_LOCK = f"{PREFIX}:hub:schedule_lock"  # STRING lock around a scheduling pass
 HUB_STATE = f"{PREFIX}:hub:state"  # HASH misc: spec version, sequential cursor
 HUB_EVENTS = f"{PREFIX}:hub:events"  # LIST recent events (capped)
+# The web dashboard (hub/ui): chart history written by one hub replica per interval.
+HUB_UI_LATEST = f"{PREFIX}:hub:ui:latest"  # HASH task name -> last sampled figures JSON
+HUB_UI_TOTALS = f"{PREFIX}:hub:ui:totals"  # LIST grid-wide samples, newest first (capped)
+
+
+def hub_ui_history(name: str) -> str:
+    """LIST: one task's samples (time, counters, depth), newest first, capped (>= 1 h)."""
+    return f"{PREFIX}:hub:ui:history:{name}"
+
+
+def hub_ui_sample_slot(slot: int) -> str:
+    """STRING, SET NX with a TTL: the replica that set it samples this interval."""
+    return f"{PREFIX}:hub:ui:slot:{slot}"
+
+
+def hub_ui_session(digest: str) -> str:
+    """HASH with TTL = session lifetime: role and CSRF token of one dashboard login,
+    keyed by the SHA-256 of the cookie (the cookie itself is never stored)."""
+    return f"{PREFIX}:hub:ui:session:{digest}"
 
 
 def hub_node_secret(node_id: str) -> str:
@@ -126,4 +145,9 @@ def all_documented() -> list[str]:
         HUB_EVENTS,
         hub_node_secret("{id}"),
         hub_task_rate("{name}"),
+        HUB_UI_LATEST,
+        HUB_UI_TOTALS,
+        hub_ui_history("{name}"),
+        hub_ui_sample_slot(0).replace(":0", ":{slot}"),
+        hub_ui_session("{digest}"),
     ]

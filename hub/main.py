@@ -29,6 +29,7 @@ from .outage import RedisOutage
 from .routes import doctor as doctor_routes
 from .routes import events, health, metrics, node_api, nodes, prometheus_sd, tasks
 from .store import Store
+from .ui import install as install_ui
 
 log = logging.getLogger("gridq.hub")
 
@@ -184,6 +185,7 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
     for module in (health, metrics, tasks, nodes, node_api, prometheus_sd, events):
         app.include_router(module.router)
     app.include_router(doctor_routes.router)
+    install_ui(app, background=background)
     # The last middleware added is the outermost: latency is measured around the
     # heartbeat fast path too, which serves successful heartbeats without the router.
     hb_route = next(

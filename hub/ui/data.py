@@ -1,0 +1,115 @@
+"""Every call the dashboard makes into the hub's store and REST handlers, in one module.
+
+The hub's store is being recomposed (store.tasks / store.nodes / ...): this adapter is
+the only place to re-point. Actions call the REST handlers themselves, so a click in
+the dashboard and a call to the API take the same code path (events, scheduling pass,
+404s included).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import Request
+
+from gridq.queue import Queue
+
+from ..config import HubSettings
+from ..models import NodeOut, TaskOut, TaskPatch, TaskRecord, TaskSpec
+from ..routes import doctor as doctor_routes
+from ..routes import nodes as node_routes
+from ..routes import tasks as task_routes
+from ..store import Store
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def settings_of(request: Request) -> HubSettings:
+    settings: HubSettings = request.app.state.settings
+    return settings
+
+
+def hub_redis(store: Store) -> aioredis.Redis:
+    """The hub's own Redis (sessions, chart history)."""
+    return store.r
+
+
+# --- reads ----------------------------------------------------------------------------
+
+
+async def task_records(store: Store) -> list[TaskRecord]:
+    return await store.list_tasks()
+
+
+async def task_record(store: Store, name: str) -> TaskRecord | None:
+    return await store.get_task(name)
+
+
+async def tasks_out(store: Store, recs: list[TaskRecord]) -> list[TaskOut]:
+    """Status and instance counts, without live figures (the sampler keeps those)."""
+    return await task_routes._render(store, recs, live=False)
+
+
+async def task_stats(store: Store, specs: list[TaskSpec]) -> dict[str, dict[str, Any]]:
+    """Live figures from each task's own Redis (one thread call per task)."""
+    return await store.stats_many(specs)
+
+
+async def nodes_out(store: Store) -> list[NodeOut]:
+    return [node_routes.node_out(v) for v in await store.list_nodes()]
+
+
+async def node_out(store: Store, node_id: str) -> NodeOut | None:
+    v = await store.get_node(node_id)
+    return node_routes.node_out(v) if v else None
+
+
+async def events(store: Store, limit: int) -> list[dict[str, Any]]:
+    return await store.events(limit)
+
+
+async def doctor(store: Store, settings: HubSettings, window: float) -> Any:
+    return await doctor_routes.doctor(store, settings, task=None, window=window)
+
+
+def task_queue(store: Store, spec: TaskSpec) -> Queue:
+    """The task's input queue on its own Redis (sync client; call from a thread)."""
+    return store._queue(spec.input_redis, spec.input_queue)
+
+
+def task_conn(store: Store, spec: TaskSpec) -> redis.Redis:
+    return task_queue(store, spec).conn
+
+
+async def schedules(store: Store) -> list[dict[str, Any]]:
+    """Scheduled jobs (next run, last run, paused). gridq has no schedules yet: the
+    schedules feature fills this in; until then the page shows an empty list."""
+    return []
+
+
+# --- actions (the REST handlers) ------------------------------------------------------
+
+
+async def pause_task(store: Store, name: str) -> None:
+    await task_routes.pause_task(name, store)
+
+
+async def resume_task(store: Store, name: str) -> None:
+    await task_routes.resume_task(name, store)
+
+
+async def set_replicas(store: Store, settings: HubSettings, name: str, replicas: int) -> None:
+    await task_routes.patch_task(name, TaskPatch(replicas=replicas), store, settings, False)
+
+
+async def stop_node(store: Store, node_id: str) -> None:
+    await node_routes.stop_node(node_id, store)
+
+
+async def event(store: Store, text: str) -> None:
+    await store.event(text)
