@@ -38,7 +38,8 @@
   function chartOpts(c, width) {
     return {
       width: width, height: 200,
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
+      // The whole window, however few samples there are yet: a fixed time axis.
+      scales: { x: { time: true, range: function () { return c.win; } }, y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
       axes: [{ stroke: getComputedStyle(document.body).color }, { stroke: getComputedStyle(document.body).color, size: 50 }],
       series: [{}].concat(c.fields.map(function (f) {
         return { label: LABELS[f] || f, stroke: COLOURS[f] || "#888", width: 2, points: { show: false } };
@@ -50,6 +51,7 @@
     const r = await fetch(c.url, { credentials: "same-origin" });
     if (!r.ok) return;
     const d = await r.json();
+    c.win = d.window;
     const rows = [d.t].concat(c.fields.map(function (f) { return d[f]; }));
     const width = Math.max(240, c.el.clientWidth);
     if (!c.plot) {
