@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from gridq.redisurl import mask_text
 
 from . import data, deadletters, history, render
+from .doctor_cache import cache_of
 from .session import Session, load
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -284,6 +285,4 @@ async def doctor_summary(request: Request) -> Response:
     s = await load(request)
     if s is None:
         return JSONResponse({"detail": "log in"}, 401, headers=render.HEADERS)
-    # window 0: the quick checks only; the doctor page looks twice, a second apart.
-    result = await data.doctor(data.store_of(request), data.settings_of(request), 0.0)
-    return JSONResponse({"ok": result.ok, "summary": result.summary}, headers=render.HEADERS)
+    return JSONResponse(cache_of(request.app).get(request.app), headers=render.HEADERS)

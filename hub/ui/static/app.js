@@ -78,7 +78,8 @@
     if (!r.ok) return;
     const d = await r.json();
     el.textContent = d.summary;
-    el.className = d.ok ? "good" : "bad";
+    el.className = d.pending ? "muted" : d.ok ? "good" : "bad";
+    if (d.pending) setTimeout(function () { doctorSummary().catch(function () {}); }, 3000);
   }
 
   async function tick() {
