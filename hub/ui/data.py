@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aioredis
 from fastapi import Request
 
+from gridq.nodeproto import InstanceStatus
 from gridq.queue import Queue
 
 from ..config import HubSettings
@@ -21,7 +22,7 @@ from ..models import NodeOut, TaskOut, TaskPatch, TaskRecord, TaskSpec
 from ..routes import doctor as doctor_routes
 from ..routes import nodes as node_routes
 from ..routes import tasks as task_routes
-from ..store import Store
+from ..store import NodeView, Store
 
 
 def store_of(request: Request) -> Store:
@@ -50,9 +51,30 @@ async def task_record(store: Store, name: str) -> TaskRecord | None:
     return await store.get_task(name)
 
 
-async def tasks_out(store: Store, recs: list[TaskRecord]) -> list[TaskOut]:
-    """Status and instance counts, without live figures (the sampler keeps those)."""
-    return await task_routes._render(store, recs, live=False)
+async def task_out(store: Store, rec: TaskRecord) -> TaskOut:
+    """One task as GET /api/tasks/{name}?live=false answers it."""
+    return (await task_routes._render(store, [rec], live=False))[0]
+
+
+async def task_rows(store: Store, recs: list[TaskRecord]) -> list[dict[str, Any]]:
+    """Name, kind, status, desired and running instances of many tasks: what GET
+    /api/tasks computes, without building its full answer (masked URLs, spec) per task."""
+    summary = await store.summary()
+    running = await store.running_by_task()
+    current = (await store.state()).get("seq_current") or None
+    rows = []
+    for rec in recs:
+        name = rec.spec.name
+        rows.append(
+            {
+                "name": name,
+                "kind": rec.spec.kind,
+                "status": task_routes._status(rec, store.settings.scheduling, current),
+                "desired": int(summary.get(name, {}).get("desired", 0)),
+                "running": sum(running.get(name, {}).values()),
+            }
+        )
+    return rows
 
 
 async def task_stats(store: Store, specs: list[TaskSpec]) -> dict[str, dict[str, Any]]:
@@ -60,13 +82,29 @@ async def task_stats(store: Store, specs: list[TaskSpec]) -> dict[str, dict[str,
     return await store.stats_many(specs)
 
 
-async def nodes_out(store: Store) -> list[NodeOut]:
-    return [node_routes.node_out(v) for v in await store.list_nodes()]
+async def node_views(store: Store) -> list[NodeView]:
+    """Every node as read back (status derived); cheap: no API model per node."""
+    return await store.list_nodes()
+
+
+def node_api_view(v: NodeView) -> NodeOut:
+    """A node as GET /api/nodes/{id} answers it."""
+    return node_routes.node_out(v)
+
+
+def instances_of(views: list[NodeView], task: str) -> list[tuple[NodeView, InstanceStatus]]:
+    """The instances of ``task`` the nodes report, with their node."""
+    out = []
+    for v in views:
+        for raw in v.record.get("instances", []):
+            if raw.get("task") == task:
+                out.append((v, InstanceStatus.model_validate(raw)))
+    return out
 
 
 async def node_out(store: Store, node_id: str) -> NodeOut | None:
     v = await store.get_node(node_id)
-    return node_routes.node_out(v) if v else None
+    return node_api_view(v) if v else None
 
 
 async def events(store: Store, limit: int) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,17 +92,21 @@ def _matches(raw: bytes, error_type: str) -> bool:
         return False
 
 
+_ERROR_TYPE = re.compile(rb'"error_type":("(?:[^"\\]|\\.)*")')
+
+
 def error_types(q: Queue) -> list[str]:
-    """Distinct error types among the newest FACET_WINDOW records (the filter's choices)."""
-    seen: dict[str, None] = {}
+    """Distinct error types among the newest FACET_WINDOW records (the filter's choices);
+    read with a regular expression, not a JSON parse of every record."""
+    seen: set[str] = set()
     for raw in q.conn.lrange(q.keys.dead, 0, FACET_WINDOW - 1):
-        try:
-            t = json.loads(raw).get("error_type")
-        except (ValueError, AttributeError):
-            t = "unreadable"
-        if t:
-            seen[str(t)] = None
-    return sorted(seen)
+        m = _ERROR_TYPE.search(_text(raw))
+        if m:
+            try:
+                seen.add(str(json.loads(m.group(1))))
+            except ValueError:
+                continue
+    return sorted(t for t in seen if t)
 
 
 def page(q: Queue, offset: int = 0, limit: int = 20, error_type: str | None = None) -> Page:

@@ -1,9 +1,10 @@
-"""The doctor's one-line summary for the overview, without making a page wait for it.
+"""The doctor's results for the dashboard, without making pages wait for them.
 
-Running every check against every task's Redis takes seconds with hundreds of tasks, so
-the overview never waits: it gets the last summary this hub computed (at most
-REFRESH_EVERY old) and a refresh starts in the background when that one is stale. The
-doctor page itself runs the checks in full, on request.
+Running every check against every task's Redis takes a second or more (each queue is
+looked at twice, a second apart, and there may be hundreds), so pages show the last
+result this hub computed, at most REFRESH_EVERY old, and a refresh starts in the
+background when it is stale. Only the very first look (nothing computed yet) and an
+explicit "run now" wait for the checks.
 """
 
 from __future__ import annotations
@@ -17,31 +18,41 @@ from fastapi import FastAPI
 from . import data
 
 REFRESH_EVERY = 60.0
+WINDOW = 1.0  # seconds between the two looks at each queue (GET /api/doctor's default)
 
 
 class DoctorCache:
     def __init__(self) -> None:
         self.at = 0.0
-        self.body: dict[str, Any] | None = None
+        self.result: Any = None  # the DoctorOut of GET /api/doctor
         self.running: asyncio.Task[None] | None = None
 
     async def _refresh(self, app: FastAPI) -> None:
         try:
-            # window 0: the quick checks only (the doctor page looks twice, 1 s apart).
-            result = await data.doctor(app.state.store, app.state.settings, 0.0)
-            self.body = {"ok": result.ok, "summary": result.summary}
-        except Exception as exc:  # a Redis outage: say so instead of the summary
-            self.body = {"ok": False, "summary": f"the doctor could not run: {type(exc).__name__}"}
+            self.result = await data.doctor(app.state.store, app.state.settings, WINDOW)
         finally:
             self.at = time.time()
             self.running = None
 
-    def get(self, app: FastAPI) -> dict[str, Any]:
-        if self.running is None and time.time() - self.at > REFRESH_EVERY:
+    def _start(self, app: FastAPI) -> asyncio.Task[None]:
+        if self.running is None:
             self.running = asyncio.create_task(self._refresh(app))
-        if self.body is None:
-            return {"ok": None, "summary": "the doctor is running its checks…", "pending": True}
-        return {**self.body, "age": round(time.time() - self.at, 1)}
+        return self.running
+
+    def peek(self, app: FastAPI) -> Any:
+        """The last result (None before the first), refreshing in the background if stale."""
+        if time.time() - self.at > REFRESH_EVERY:
+            self._start(app)
+        return self.result
+
+    async def get(self, app: FastAPI, now: bool = False) -> Any:
+        """The last result; waits for a run if there is none yet, or if ``now``."""
+        if now or self.result is None:
+            await asyncio.shield(self._start(app))
+        return self.peek(app)
+
+    def age(self) -> float:
+        return round(time.time() - self.at, 1)
 
 
 def cache_of(app: FastAPI) -> DoctorCache:

@@ -64,33 +64,14 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 
 
 async def _task_rows(store: Any) -> list[dict[str, Any]]:
-    recs = await data.task_records(store)
-    outs = await data.tasks_out(store, recs)
+    rows = await data.task_rows(store, await data.task_records(store))
     figures = await history.latest(store)
-    rows = []
-    for out in outs:
-        f = figures.get(out.name, {})
-        inst = out.instances
-        rows.append(
-            {
-                "name": out.name,
-                "kind": out.kind,
-                "status": out.status,
-                "depth": f.get("depth"),
-                "oldest_age": f.get("oldest_age"),
-                "rate": f.get("rate"),
-                "fail_rate": f.get("fail_rate"),
-                "in_flight": f.get("in_flight"),
-                "processed": f.get("processed"),
-                "failed": f.get("failed"),
-                "dead": f.get("dead"),
-                "error": f.get("error"),
-                "sampled_at": f.get("sampled_at"),
-                "running": inst.running if inst else 0,
-                "desired": inst.desired if inst else out.replicas,
-                "instances": (inst.running if inst else 0),
-            }
-        )
+    for r in rows:
+        f = figures.get(r["name"], {})
+        for k in ("depth", "oldest_age", "rate", "in_flight", "processed", "failed", "dead"):
+            r[k] = f.get(k)
+        r["error"] = f.get("error")
+        r["instances"] = r["running"]
     return rows
 
 
@@ -111,7 +92,7 @@ async def overview(request: Request) -> Response:
         return s
     store = data.store_of(request)
     rows = await _task_rows(store)
-    nodes = await data.nodes_out(store)
+    nodes = await data.node_views(store)
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1
@@ -197,15 +178,14 @@ async def task_page(
     rec = await data.task_record(store, name)
     if rec is None:
         return render.error(request, s, 404, f"No task named {name!r}.")
-    out = (await data.tasks_out(store, [rec]))[0]
+    out = await data.task_out(store, rec)
     # One task: its own Redis now, the rates from the last sample.
     sampled = (await history.latest(store, [name])).get(name, {})
     figures = {**sampled, **(await data.task_stats(store, [rec.spec]))[name]}
-    instances = []
-    for n in await data.nodes_out(store):
-        for i in n.instances:
-            if i.task == name:
-                instances.append({"node": n.node_id, "node_status": n.status, "i": i})
+    instances = [
+        {"node": v.node_id, "node_status": v.status, "i": i}
+        for v, i in data.instances_of(await data.node_views(store), name)
+    ]
     events = [e for e in await data.events(store, 500) if f" {name} " in f" {e['event']} "][:15]
     job = (job or "").strip()[:200] or None
     return render.page(
@@ -216,7 +196,11 @@ async def task_page(
         figures=figures,
         instances=instances,
         events=events,
-        dl=await _dead_letters(store, rec.spec, offset, error_type or None, job),
+        # The live refresh (X-Live) swaps figures, instances and events only: it skips
+        # reading dead letters, which the page shows as of its load.
+        dl={"skipped": True}
+        if request.headers.get("x-live") == "1"
+        else await _dead_letters(store, rec.spec, offset, error_type or None, job),
         error_type=error_type or "",
         job=job,
         offset=offset,
@@ -228,12 +212,16 @@ async def nodes_page(request: Request, page: PageQ = 1) -> Response:
     s = await _guard(request)
     if not isinstance(s, Session):
         return s
-    nodes = await data.nodes_out(data.store_of(request))
+    views = await data.node_views(data.store_of(request))
     order = {"online": 0, "draining": 1, "stopping": 2, "offline": 3, "left": 4}
-    nodes.sort(key=lambda n: (order.get(n.status, 9), n.hostname, n.node_id))
-    p = _pages(len(nodes), page)
+    views.sort(
+        key=lambda v: (order.get(v.status, 9), v.record["info"].get("hostname", ""), v.node_id)
+    )
+    p = _pages(len(views), page)
     start = (p["page"] - 1) * PAGE_SIZE
-    return render.page(request, "nodes.html", s, nodes=nodes[start : start + PAGE_SIZE], pages=p)
+    # The API's view (errors in words, counts) only for the page shown.
+    nodes = [data.node_api_view(v) for v in views[start : start + PAGE_SIZE]]
+    return render.page(request, "nodes.html", s, nodes=nodes, pages=p)
 
 
 @router.get("/nodes/{node_id}")
@@ -253,8 +241,9 @@ async def doctor_page(request: Request) -> Response:
     s = await _guard(request)
     if not isinstance(s, Session):
         return s
-    result = await data.doctor(data.store_of(request), data.settings_of(request), 1.0)
-    return render.page(request, "doctor.html", s, result=result)
+    cache = cache_of(request.app)
+    result = await cache.get(request.app, now=request.query_params.get("now") == "1")
+    return render.page(request, "doctor.html", s, result=result, age=cache.age())
 
 
 @router.get("/schedules")
@@ -285,4 +274,10 @@ async def doctor_summary(request: Request) -> Response:
     s = await load(request)
     if s is None:
         return JSONResponse({"detail": "log in"}, 401, headers=render.HEADERS)
-    return JSONResponse(cache_of(request.app).get(request.app), headers=render.HEADERS)
+    result = cache_of(request.app).peek(request.app)
+    body = (
+        {"ok": result.ok, "summary": result.summary}
+        if result is not None
+        else {"ok": None, "summary": "the doctor is running its checks…", "pending": True}
+    )
+    return JSONResponse(body, headers=render.HEADERS)

@@ -203,6 +203,8 @@ def test_dead_letter_browser(client: TestClient, redis_url: str, redis_conn: red
     page = client.get("/ui/tasks/square").text
     assert page.count('action="/ui/tasks/square/dead/one"') == 20
     assert "<b>KeyError</b>: bad input 104" in page and "Traceback" in page
+    live = client.get("/ui/tasks/square", headers={"X-Live": "1"}).text
+    assert 'action="/ui/tasks/square/dead/one"' not in live  # the refresh skips them
     filtered = client.get("/ui/tasks/square?error_type=ValueError").text
     assert filtered.count('action="/ui/tasks/square/dead/one"') == 20
     assert "<b>KeyError</b>" not in filtered

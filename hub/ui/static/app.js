@@ -78,7 +78,7 @@
     if (!r.ok) return;
     const d = await r.json();
     el.textContent = d.summary;
-    el.className = d.pending ? "muted" : d.ok ? "good" : "bad";
+    el.className = d.pending ? "muted" : !d.ok ? "bad" : / warn/.test(d.summary) ? "warnt" : "good";
     if (d.pending) setTimeout(function () { doctorSummary().catch(function () {}); }, 3000);
   }
 
