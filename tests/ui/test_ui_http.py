@@ -243,3 +243,17 @@ def test_dead_letter_browser(client: TestClient, redis_url: str, redis_conn: red
     assert "purged 3" in r.text and redis_conn.llen(q.dead) == 0
     events = client.get("/api/events", headers=ADMIN_H).json()
     assert any("purged 3 dead letter(s) (dashboard)" in e["event"] for e in events)
+
+
+def test_viewer_token_must_be_strong_and_distinct() -> None:
+    import pytest
+    from gridq.hub.config import check_tokens
+    from ui_helpers import settings_for
+
+    from gridq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="GRIDQ_HUB_VIEWER_TOKEN is shorter"):
+        check_tokens(settings_for(viewer_token="short"))
+    with pytest.raises(ConfigError, match="must differ from the admin"):
+        check_tokens(settings_for(viewer_token=ADMIN))
+    assert check_tokens(settings_for()) == []
