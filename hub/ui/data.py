@@ -12,12 +12,12 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from fastapi import Request
 
 from gridq.nodeproto import InstanceStatus
 from gridq.queue import Queue
 
 from ..config import HubSettings
+from ..deps import get_settings, get_store
 from ..models import NodeOut, TaskOut, TaskPatch, TaskRecord, TaskSpec
 from ..routes import doctor as doctor_routes
 from ..routes import nodes as node_routes
@@ -25,19 +25,13 @@ from ..routes import tasks as task_routes
 from ..store import NodeView, Store
 
 
-def store_of(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def settings_of(request: Request) -> HubSettings:
-    settings: HubSettings = request.app.state.settings
-    return settings
-
-
 def hub_redis(store: Store) -> aioredis.Redis:
     """The hub's own Redis (sessions, chart history)."""
     return store.r
+
+
+store_of = get_store  # the hub's Store and HubSettings of a request
+settings_of = get_settings
 
 
 # --- reads ----------------------------------------------------------------------------

@@ -248,7 +248,7 @@ def test_dead_letter_browser(client: TestClient, redis_url: str, redis_conn: red
 def test_viewer_token_must_be_strong_and_distinct() -> None:
     import pytest
     from gridq.hub.config import check_tokens
-    from ui_helpers import settings_for
+    from hub_helpers import settings_for
 
     from gridq.errors import ConfigError
 
@@ -256,4 +256,4 @@ def test_viewer_token_must_be_strong_and_distinct() -> None:
         check_tokens(settings_for(viewer_token="short"))
     with pytest.raises(ConfigError, match="must differ from the admin"):
         check_tokens(settings_for(viewer_token=ADMIN))
-    assert check_tokens(settings_for()) == []
+    assert check_tokens(settings_for(viewer_token=VIEWER)) == []

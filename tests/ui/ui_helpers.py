@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import redis
 from fastapi.testclient import TestClient
-from gridq.hub.config import HubSettings
+from hub_helpers import ADMIN, ADMIN_H, JOIN, JOIN_H, task_body
 
 from gridq import protocol
 from gridq.keys import QueueKeys
 
-ADMIN = "adm-R4nd0mQ8zLx2Vb7w"
 VIEWER = "vwr-K9pT3mXq7Lz2Nc5e"
-JOIN = "join-Hq82nVx0RtYe5Kc"
-ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 VIEWER_H = {"Authorization": f"Bearer {VIEWER}"}
-JOIN_H = {"Authorization": f"Bearer {JOIN}"}
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def settings_for(**kw: Any) -> HubSettings:
-    base: dict[str, Any] = {
-        "token": ADMIN,
-        "node_token": JOIN,
-        "viewer_token": VIEWER,
-        "heartbeat_interval": 1.0,
-    }
-    base.update(kw)
-    return HubSettings(**base)
 
 
 def login(client: TestClient, token: str = ADMIN) -> str:
@@ -61,14 +45,14 @@ def add_dead(conn: redis.Redis, queue: str, n: int, error_type: str, start: int 
     conn.lpush(QueueKeys(queue).dead, *recs)
 
 
-def task_body(redis_url: str, name: str = "square", **kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": name,
-        "image": "example/square:1",
-        "input_redis": redis_url,
-        "input_queue": f"{name}-in",
-        "output_queue": f"{name}-out",
-        "replicas": 2,
-    }
-    body.update(kw)
-    return body
+__all__ = [
+    "ADMIN",
+    "ADMIN_H",
+    "JOIN",
+    "JOIN_H",
+    "VIEWER",
+    "VIEWER_H",
+    "add_dead",
+    "login",
+    "task_body",
+]
