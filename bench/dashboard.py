@@ -183,12 +183,13 @@ def main() -> None:
                 "/ui/api/series?window=1h&task=t000",
                 "/ui/api/doctor-summary",
                 "/ui/doctor",
+                "/ui/doctor?now=1",
             ]
             print("\n| request | median ms | p95 ms | status |\n|---|---:|---:|---:|")
             worst = 0.0
             for p in paths:
                 med, p95, status = timed(c, p, a.repeat if "doctor" not in p else 3)
-                if p != "/ui/doctor":
+                if not p.endswith("now=1"):
                     worst = max(worst, p95)
                 print(f"| `{p}` | {med:.1f} | {p95:.1f} | {status} |")
             print(
@@ -197,7 +198,7 @@ def main() -> None:
             )
             verdict = "met" if worst < TARGET_MS else "NOT met"
             print(
-                f"\nworst p95 (all but /ui/doctor, which waits 1 s by design): {worst:.1f} ms;"
+                f"\nworst p95 (all but ?now=1, which runs every check on request): {worst:.1f} ms;"
                 f" target < {TARGET_MS:.0f} ms {verdict}"
             )
     finally:
