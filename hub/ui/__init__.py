@@ -4,7 +4,8 @@ a chart history the hub samples into Redis.
 
 - data.py: every call into the hub's store and REST handlers (one adapter to re-point)
 - session.py: logins and CSRF; pages.py: the pages; actions.py: the changes
-- history.py: the sampler and chart series; deadletters.py: the dead-letter browser
+- history.py: the sampler and chart series; deadletters.py: the dead-letter browser,
+  dead_letters_api.py: its REST (/api/tasks/{name}/dead-letters), which actions call
 - render.py: templates and shared responses; templates/, static/: shipped in the wheel
 """
 
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import actions, history, pages, render
+from . import actions, dead_letters_api, history, pages, render
 
 
 def install(app: FastAPI, *, background: bool = True) -> None:
@@ -27,6 +28,7 @@ def install(app: FastAPI, *, background: bool = True) -> None:
     long as the app's own lifespan."""
     app.include_router(pages.router)
     app.include_router(actions.router)
+    app.include_router(dead_letters_api.router)
     app.mount("/ui/static", StaticFiles(directory=render.HERE / "static"), name="ui-static")
 
     @app.get("/", include_in_schema=False)

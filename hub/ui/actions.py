@@ -7,16 +7,15 @@ and the API behave alike; after a change the browser is sent back (303) to the p
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs, quote
 
-import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from gridq.redisurl import mask_text
 
-from . import data, deadletters, render, session
+from . import data, render, session
+from . import dead_letters_api as dead_api
 from .session import Session
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -133,41 +132,19 @@ async def task_action(request: Request, name: str, what: str) -> Response:
 
 async def _dead_action(request: Request, name: str, what: str, form: dict[str, str]) -> str:
     store = data.store_of(request)
-    rec = await data.task_record(store, name)
-    if rec is None:
-        raise HTTPException(404, f"no task named {name!r}")
-    if rec.spec.kind != "gridq":
-        raise HTTPException(409, "Celery tasks have no gridq dead-letter list")
-    q = data.task_queue(store, rec.spec)
-    error_type = form.get("error_type", "")
-
-    def run() -> Any:
-        if what == "one":
-            index = int(form.get("index", "-1"))
-            return deadletters.requeue_one(q, index, form.get("digest", ""))
-        if what == "filtered":
-            if not error_type:
-                raise ValueError("choose an error type to requeue the filtered set")
-            return deadletters.requeue_filtered(q, error_type)
-        if what == "all":
-            return deadletters.requeue_all(q)
-        if form.get("confirm", "") != name:
-            raise ValueError("purge not done: type the task's name to confirm")
-        return deadletters.purge(q)
-
-    result = await anyio.to_thread.run_sync(run)
+    if what == "purge":
+        done = await dead_api.purge(name, store, form.get("confirm", ""))
+        return done.message
     if what == "one":
-        if not result:
-            raise HTTPException(409, "that dead letter is gone (requeued or purged meanwhile)")
-        text = "requeued 1 dead letter"
-    elif what == "purge":
-        text = f"purged {result} dead letter(s)"
-    else:
-        text = f"requeued {result} dead letter(s)" + (
-            f" of type {error_type}" if what == "filtered" else ""
+        index = form.get("index", "")
+        body = dead_api.Requeue(
+            index=int(index) if index.isdigit() else -1, digest=form.get("digest", "")
         )
-    await data.event(store, f"task {name} {text} (dashboard)")
-    return text
+    elif what == "filtered":
+        body = dead_api.Requeue(error_type=form.get("error_type") or None)
+    else:
+        body = dead_api.Requeue(all=True)
+    return (await dead_api.requeue(name, body, store)).message
 
 
 @router.post("/tasks/{name}/dead/{what}")

@@ -242,7 +242,7 @@ def test_dead_letter_browser(client: TestClient, redis_url: str, redis_conn: red
     r = client.post("/ui/tasks/square/dead/purge", data={"csrf": csrf, "confirm": "square"})
     assert "purged 3" in r.text and redis_conn.llen(q.dead) == 0
     events = client.get("/api/events", headers=ADMIN_H).json()
-    assert any("purged 3 dead letter(s) (dashboard)" in e["event"] for e in events)
+    assert any(e["event"] == "task square purged 3 dead letter(s)" for e in events)
 
 
 def test_viewer_token_must_be_strong_and_distinct() -> None:
@@ -257,3 +257,32 @@ def test_viewer_token_must_be_strong_and_distinct() -> None:
     with pytest.raises(ConfigError, match="must differ from the admin"):
         check_tokens(settings_for(viewer_token=ADMIN))
     assert check_tokens(settings_for(viewer_token=VIEWER)) == []
+
+
+def test_dead_letters_rest(client: TestClient, redis_url: str, redis_conn: redis.Redis) -> None:
+    _grid(client, redis_url)
+    add_dead(redis_conn, "square-in", 12, "ValueError")
+    add_dead(redis_conn, "square-in", 3, "KeyError", start=100)
+    base = "/api/tasks/square/dead-letters"
+    page = client.get(f"{base}?limit=5", headers=VIEWER_H).json()
+    assert page["total"] == 15 and page["next_offset"] == 5 and len(page["items"]) == 5
+    assert page["error_types"] == ["KeyError", "ValueError"]
+    first = page["items"][0]
+    assert first["error_type"] == "KeyError" and "Traceback" in first["traceback"]
+    only = client.get(f"{base}?error_type=KeyError&limit=50", headers=ADMIN_H).json()
+    assert [i["id"] for i in only["items"]] == [f"job-KeyError-{n}" for n in (102, 101, 100)]
+    one = {"index": first["index"], "digest": first["digest"]}
+    assert client.post(f"{base}/requeue", json=one, headers=VIEWER_H).status_code == 403
+    assert client.delete(f"{base}?confirm=square", headers=VIEWER_H).status_code == 403
+    bad = client.post(f"{base}/requeue", json={"all": True, "error_type": "X"}, headers=ADMIN_H)
+    assert bad.status_code == 422
+    r = client.post(f"{base}/requeue", json=one, headers=ADMIN_H)
+    assert r.status_code == 200 and r.json()["requeued"] == 1
+    assert client.post(f"{base}/requeue", json=one, headers=ADMIN_H).status_code == 409
+    r = client.post(f"{base}/requeue", json={"error_type": "KeyError"}, headers=ADMIN_H)
+    assert r.json()["requeued"] == 2
+    assert client.delete(base, headers=ADMIN_H).status_code == 422  # no confirmation
+    assert client.delete(f"{base}?confirm=square", headers=ADMIN_H).json()["purged"] == 12
+    assert client.get("/api/tasks/nope/dead-letters", headers=ADMIN_H).status_code == 404
+    q = QueueKeys("square-in")
+    assert redis_conn.llen(q.dead) == 0 and redis_conn.llen(q.pending) == 3
