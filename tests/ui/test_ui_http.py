@@ -286,3 +286,29 @@ def test_dead_letters_rest(client: TestClient, redis_url: str, redis_conn: redis
     assert client.get("/api/tasks/nope/dead-letters", headers=ADMIN_H).status_code == 404
     q = QueueKeys("square-in")
     assert redis_conn.llen(q.dead) == 0 and redis_conn.llen(q.pending) == 3
+
+
+def test_assets_ship_in_the_wheel() -> None:
+    """Every template and static file matches a package-data pattern of pyproject.toml
+    (setuptools globs: ``*`` never crosses a ``/``), and uPlot comes with its licence."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    with open(root / "pyproject.toml", "rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["gridq.hub.ui"]
+    ui = root / "hub" / "ui"
+    files = [
+        p.relative_to(ui).as_posix()
+        for p in ui.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc")
+    ]
+    assert files
+    missing = [
+        f
+        for f in files
+        if not any(fnmatch.fnmatch(f, p) and f.count("/") == p.count("/") for p in patterns)
+    ]
+    assert not missing, f"not shipped in the wheel: {missing}"
+    assert "static/vendor/uplot-1.6.32/LICENSE" in files
