@@ -241,6 +241,31 @@ def test_viewer_is_refused_and_phone_width(stack: LiveStack, browser: Any, shots
     phone.close()
 
 
+def test_live_refresh_and_background_tab(stack: LiveStack, browser: Any) -> None:
+    """Pages change without a reload, and a hidden tab stops asking the hub."""
+    tab = Tab(browser, stack.url)
+    tab.login(ADMIN)
+    page = tab.page
+    with stack.api() as c:
+        assert c.patch(f"/api/tasks/{TASK}", json={"replicas": 2}).status_code == 200
+    page.wait_for_selector("[data-live=events] li:has-text('changed: replicas')")
+    assert page.url == stack.url + "/ui/"  # no navigation: the region was swapped in
+
+    live: list[str] = []
+    page.on("request", lambda r: live.append(r.url) if r.headers.get("x-live") else None)
+    visibility = """h => { Object.defineProperty(document, 'hidden', {configurable: true,
+        get: () => h}); document.dispatchEvent(new Event('visibilitychange')); }"""
+    page.evaluate(visibility, True)
+    page.wait_for_timeout(500)  # a refresh already in flight may finish
+    live.clear()
+    page.wait_for_timeout(5000)  # two and a half refresh intervals
+    assert live == []
+    with page.expect_request(lambda r: r.headers.get("x-live") == "1"):
+        page.evaluate(visibility, False)
+    assert tab.errors == []
+    tab.close()
+
+
 def test_expired_session_and_drain(
     stack: LiveStack, browser: Any, redis_server: Any, shots: Path
 ) -> None:
