@@ -106,6 +106,22 @@ class LiveStack:
                 },
             )
             assert r.status_code == 201, r.text
+            # A second task, paused with jobs waiting: more than one status on the pages.
+            r = c.post(
+                "/api/tasks",
+                json={
+                    "name": "resize",
+                    "command": [*GRIDQ, "worker", "gridq.examples.demo:app"],
+                    "input_redis": self.redis_url,
+                    "input_queue": "resize-in",
+                    "replicas": 1,
+                },
+            )
+            assert r.status_code == 201, r.text
+            assert c.post("/api/tasks/resize/pause").status_code == 200
+        waiting = Queue.from_url(self.redis_url, "resize-in")
+        for n in range(25):
+            waiting.enqueue("primes_below", 1000 + n)
         q = Queue.from_url(self.redis_url, QUEUE)
         q.push_raw(*[str(i).encode() for i in range(GOOD_JOBS)])
         q.push_raw(*[f"not-a-number-{i}".encode() for i in range(BAD_JOBS)])

@@ -8,16 +8,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from live_stack import TASK, LiveStack, wait_for
+from live_stack import QUEUE, TASK, LiveStack, wait_for
 from ui_helpers import ADMIN, JOIN, VIEWER
 
 from gridq import keys
+from gridq.queue import Queue
 
 pytestmark = pytest.mark.slow
 
@@ -133,17 +135,13 @@ def test_pages_actions_and_access(
     assert page.url.startswith(stack.url + "/ui/login")
     page.screenshot(path=str(shots / "ui-login.png"))
     tab.login(ADMIN)
-    # The sampler writes every 5 s: wait for two samples, so the charts have a line.
-    wait_for(
-        lambda: (
-            len(
-                stack.api().get("/health")
-                and redis_server.client().lrange(keys.HUB_UI_TOTALS, 0, 5)
-            )
-            >= 2
-        ),
-        what="two chart samples",
-    )
+    # Jobs arrive for a while, so the charts have a line: the sampler writes every 5 s.
+    conn = redis_server.client()
+    feed = Queue.from_url(redis_server.url, QUEUE)
+    before = conn.llen(keys.HUB_UI_TOTALS)
+    while conn.llen(keys.HUB_UI_TOTALS) < before + 3:
+        feed.push_raw(*[str(i).encode() for i in range(40)])
+        time.sleep(1)
     tab.go("/ui/")
     page.wait_for_selector("#c15 .uplot")
     page.wait_for_selector("[data-doctor-summary]:not(.muted)")
