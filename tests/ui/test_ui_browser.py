@@ -281,7 +281,9 @@ def test_expired_session_and_drain(
     tab.page.wait_for_selector("p.note:has-text('drain and stop requested')")
     assert stack.node()["stop_requested"]
     wait_for(lambda: stack.node()["status"] in ("stopping", "left"), what="the node to drain")
-    assert tab.errors == []
+    # The overview's scripts may have asked for data after the session expired: those
+    # 401s (which send the page to the login) are the only errors allowed.
+    assert [e for e in tab.errors if not ("401" in e and "/ui/api/" in e)] == []
     tab.close()
     if os.environ.get("GRIDQ_UI_SHOTS"):
         shutil.copy(shots / "ui-overview.png", shots / "dashboard.png")

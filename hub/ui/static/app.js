@@ -47,9 +47,16 @@
     };
   }
 
+  // A data call answered 401: the session ended (expired, logged out elsewhere).
+  // Reloading sends the browser to the login, and back here after it.
+  function ended(r) {
+    if (r.status === 401) { location.reload(); return true; }
+    return !r.ok;
+  }
+
   async function refreshChart(c) {
     const r = await fetch(c.url, { credentials: "same-origin" });
-    if (!r.ok) return;
+    if (ended(r)) return;
     const d = await r.json();
     c.win = d.window;
     const rows = [d.t].concat(c.fields.map(function (f) { return d[f]; }));
@@ -75,7 +82,7 @@
     const el = document.querySelector("[data-doctor-summary]");
     if (!el) return;
     const r = await fetch("/ui/api/doctor-summary", { credentials: "same-origin" });
-    if (!r.ok) return;
+    if (ended(r)) return;
     const d = await r.json();
     el.textContent = d.summary;
     el.className = d.pending ? "muted" : !d.ok ? "bad" : / warn/.test(d.summary) ? "warnt" : "good";
