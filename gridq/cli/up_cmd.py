@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from gridq.cli.common import fail, friendly, state_dir
 DEMO_TASK = "demo"
 DEMO_QUEUE = "gridq-demo"
 DEMO_RESULTS = "gridq-demo-results"
+DEMO_STATE = "demo"  # sub-folder of the state folder
 
 
 @click.command()
@@ -40,7 +42,8 @@ DEMO_RESULTS = "gridq-demo-results"
     "state_path",
     type=click.Path(file_okay=False),
     envvar="GRIDQ_STATE_DIR",
-    help="Where Redis data, tokens and logs live [env GRIDQ_STATE_DIR].",
+    help="Where Redis data, tokens and logs live; --demo uses its own demo/ sub-folder "
+    "[env GRIDQ_STATE_DIR].",
 )
 @friendly
 def up(
@@ -64,6 +67,10 @@ def up(
     from gridq.localstack import Stack
 
     state = Path(state_path) if state_path else state_dir()
+    if demo:
+        # Its own Redis, hub and node state: tasks left in the main stack's folder would
+        # hold every slot and the demo would wait for workers that never start.
+        state = state / DEMO_STATE
     if runtime == "docker":
         _require_docker()
     stack = Stack(state=state, runtime=runtime, hub_port=hub_port, redis_port=redis_port)
@@ -115,8 +122,11 @@ def _banner(stack: Any, demo: bool) -> None:
     if not demo:
         click.echo("\nIn another shell:")
         click.echo(f"  export GRIDQ_HUB_URL={stack.hub_url}")
+        # This interpreter, by path: a bare `python` may not exist (Debian has python3).
+        tokens = str(stack.state / "tokens.json")
+        read = f'import json;print(json.load(open({tokens!r}))["admin_token"])'
         click.echo(
-            f'  export GRIDQ_HUB_TOKEN=$(python -c \'import json;print(json.load(open("{stack.state}/tokens.json"))["admin_token"])\')'
+            f"  export GRIDQ_HUB_TOKEN=$({shlex.quote(sys.executable)} -c {shlex.quote(read)})"
         )
         click.echo(f"  export GRIDQ_REDIS_URL={stack.redis_url}")
         click.echo("  gridq status")
