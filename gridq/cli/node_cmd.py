@@ -152,7 +152,7 @@ def node(config: Path | None, log_level: str, **flags: Any) -> None:
     \b
     Examples:
       gridq node --hub-url http://hub:8080 --token $GRIDQ_NODE_TOKEN
-      gridq node --runtime process --hub-url http://127.0.0.1:8080
+      GRIDQ_NODE_TOKEN=... gridq node --runtime process --hub-url http://127.0.0.1:8080
     """
     # A stop signal that arrives while the agent is still starting (imports, Docker
     # connection) is remembered and honoured as soon as the agent exists.
