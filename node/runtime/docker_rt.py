@@ -263,16 +263,8 @@ class DockerRuntime:
         kwargs = self._create_args(inst, name, port, labels)
         container = self._create(ref, name, kwargs, inst)
         self._run(container, ref, inst)
-        return Observed(
-            instance_id=inst.instance_id,
-            task=inst.task,
-            index=inst.index,
-            spec_hash=inst.spec.spec_hash,
-            node_id=inst.node_id,
-            state="running",
-            handle=container.id or "",
-            started_at=time.time(),
-            metrics_url=self._metrics_url(container.attrs, labels),
+        return inst.started(
+            container.id or "", time.time(), self._metrics_url(container.attrs, labels)
         )
 
     def _labels(self, inst: Instance, port: int) -> dict[str, str]:
