@@ -102,7 +102,7 @@ def run_once(mode: str, url: str, jobs: int, workdir: Path) -> float:
         if mode == "gridq":
             # The instrumentation counted every job (flushed within 0.5 s).
             time.sleep(1.0)
-            processed = int(conn.hget(f"gridq:q:{QUEUE}:stats", "processed") or 0)
+            processed = int(conn.hget(f"gridq:q:{{{QUEUE}}}:stats", "processed") or 0)
             assert processed == jobs + 2, processed
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -109,7 +109,7 @@ class KillReport:
 
 
 def _inflight_total(r: redis.Redis, queue: str) -> int:
-    return sum(int(r.llen(k)) for k in r.scan_iter(f"gridq:q:{queue}:inflight:*", count=1000))
+    return sum(int(r.llen(k)) for k in r.scan_iter(f"gridq:q:{{{queue}}}:inflight:*", count=1000))
 
 
 def run_kills(
@@ -216,7 +216,7 @@ def run_kills(
                     with contextlib.suppress(redis.RedisError):
                         # Its claimed jobs (running, prefetched, finished-unacked) may rerun.
                         rep.dup_bound += int(
-                            r.llen(f"gridq:q:{queue}:inflight:{victim['instance_id']}")
+                            r.llen(f"gridq:q:{{{queue}}}:inflight:{victim['instance_id']}")
                         )
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(victim["pid"]), signal.SIGKILL)
@@ -242,7 +242,7 @@ def run_kills(
         rep.unique = len(counts)
         rep.duplicates = rep.results - rep.unique
         rep.runs = sum(int(v) for v in r.hvals("chaos:runs"))
-        rep.dead = int(r.llen(f"gridq:q:{queue}:dead"))
+        rep.dead = int(r.llen(f"gridq:q:{{{queue}}}:dead"))
         rep.leftover = int(r.llen(queue)) + _inflight_total(r, queue)
         for job, at in prod.confirmed.items():
             if job in counts:
@@ -343,7 +343,7 @@ def run_partition(
         results = r.lrange("chaos-out", 0, -1)
         rep.lost = len(set(prod.confirmed) - set(results))
         rep.duplicates = len(results) - len(set(results))
-        rep.dead = int(r.llen(f"gridq:q:{queue}:dead"))
+        rep.dead = int(r.llen(f"gridq:q:{{{queue}}}:dead"))
         rep.restarts = len(set(rep.instances_before.items()) - set(rep.instances_after.items()))
         for name, text in grid.worker_logs().items():
             rep.worker_down_lines[name] = text.count(WORKER_DOWN)
@@ -403,7 +403,7 @@ def run_long_jobs(
                     stderr=logs[-1],
                 )
             )
-        wait_for(lambda: r.zcard("gridq:q:long-in:consumers") == 2, 30)
+        wait_for(lambda: r.zcard("gridq:q:{long-in}:consumers") == 2, 30)
         r.lpush("long-in", *[f"long-{i}".encode() for i in range(jobs)])
         wait_for(lambda: r.llen("long-out") >= jobs, 60 + jobs * lease * factor, 0.2)
         time.sleep(lease * 2)  # a late duplicate would show here

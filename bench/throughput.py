@@ -157,7 +157,7 @@ class Bench:
                 "bench",
                 n,
                 p,
-                lambda: int(self.r.hget("gridq:q:bench:stats", "processed") or 0) >= n,
+                lambda: int(self.r.hget("gridq:q:{bench}:stats", "processed") or 0) >= n,
             )
         finally:
             self.stop(p)

@@ -4,22 +4,41 @@ The input queue itself is the bare queue name, so that any producer can enqueue
 with a plain ``LPUSH queue item`` (IDM-GridCore's convention). Everything gridq
 adds lives under the ``gridq:`` prefix. docs/protocol.md lists the same keys; a
 test keeps the two in step.
+
+Layout 2 (gridq 0.2.0) is Redis Cluster ready: every key of one queue carries the
+queue name as a hash tag (``gridq:q:{NAME}:...``), and Redis hashes only what is
+between the braces, so all of them share the slot of the bare list ``NAME``. One Lua
+script may then touch any of them. That is why a queue name may not contain braces:
+the bare list's slot would no longer be the tag's. Hub state shares the tag ``{hub}``.
+gridq/migrate.py moves the keys of layout 1 (0.1.0) here.
 """
 
 from __future__ import annotations
 
 PREFIX = "gridq"
+LAYOUT = 2  # docs/protocol.md "Key layout versions"
+
+
+def check_queue_name(name: str) -> str:
+    """``name`` if it can name a queue; ValueError saying why not."""
+    if not name:
+        raise ValueError("queue name must not be empty")
+    if "{" in name or "}" in name:
+        raise ValueError(
+            f"queue name {name!r} contains '{{' or '}}': Redis Cluster would hash only part "
+            "of it, so the queue list and gridq's keys for it could land in different slots"
+        )
+    return name
 
 
 class QueueKeys:
     """Keys that belong to one queue."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "_base")
 
     def __init__(self, name: str) -> None:
-        if not name:
-            raise ValueError("queue name must not be empty")
-        self.name = name
+        self.name = check_queue_name(name)
+        self._base = f"{PREFIX}:q:{{{name}}}"
 
     @property
     def pending(self) -> str:
@@ -28,90 +47,103 @@ class QueueKeys:
 
     def priority(self, level: int) -> str:
         """LIST: jobs waiting at priority ``level`` (1..9; higher runs first)."""
-        return f"{PREFIX}:q:{self.name}:p{level}"
+        return f"{self._base}:p{level}"
 
     @property
     def delayed(self) -> str:
         """ZSET: jobs waiting for a retry or an ETA; score = unix time when due."""
-        return f"{PREFIX}:q:{self.name}:delayed"
+        return f"{self._base}:delayed"
 
     @property
     def dead(self) -> str:
         """LIST: dead-letter records (JSON), newest at the head."""
-        return f"{PREFIX}:q:{self.name}:dead"
+        return f"{self._base}:dead"
 
     @property
     def stats(self) -> str:
         """HASH: counters processed, failed, retried, dead (monotonic)."""
-        return f"{PREFIX}:q:{self.name}:stats"
+        return f"{self._base}:stats"
 
     @property
     def consumers(self) -> str:
         """ZSET: consumer ids reading this queue; score = last heartbeat (unix time)."""
-        return f"{PREFIX}:q:{self.name}:consumers"
+        return f"{self._base}:consumers"
 
     def inflight(self, consumer_id: str) -> str:
         """LIST: jobs claimed by one consumer and not yet acknowledged."""
-        return f"{PREFIX}:q:{self.name}:inflight:{consumer_id}"
+        return f"{self._base}:inflight:{consumer_id}"
 
     @property
     def last_claim(self) -> str:
         """STRING: unix time of the most recent claim by any consumer (doctor's 'nobody listens')."""
-        return f"{PREFIX}:q:{self.name}:last_claim"
+        return f"{self._base}:last_claim"
 
     @property
     def paused(self) -> str:
         """STRING: present while the queue is paused; workers stop claiming."""
-        return f"{PREFIX}:q:{self.name}:paused"
+        return f"{self._base}:paused"
+
+    def alive(self, consumer_id: str) -> str:
+        """STRING with TTL = lease: present while the consumer lives (renewed by its heartbeat)."""
+        return f"{self._base}:alive:{consumer_id}"
+
+    @property
+    def tagged_prefix(self) -> str:
+        """Start of every gridq key of this queue (for SCAN MATCH; escape it first)."""
+        return f"{self._base}:"
 
 
-def consumer_alive(consumer_id: str) -> str:
-    """STRING with TTL = lease: present while the consumer lives (renewed by its heartbeat)."""
-    return f"{PREFIX}:consumer:{consumer_id}:alive"
+def queue_of(key: str) -> str | None:
+    """The queue a layout-2 per-queue key belongs to (``gridq:q:{NAME}:...``), else None."""
+    head = f"{PREFIX}:q:{{"
+    if not key.startswith(head):
+        return None
+    name, sep, _ = key[len(head) :].partition("}:")
+    return name if sep and name else None
 
 
 # --- hub state -------------------------------------------------------------------------
+# One hash tag for all of it: the hub's scripts and MULTI pipelines mix these keys.
+HUB = f"{PREFIX}:{{hub}}"
 
-HUB_TASKS = f"{PREFIX}:hub:tasks"  # HASH name -> task spec JSON
-HUB_TASK_ORDER = f"{PREFIX}:hub:task_order"  # ZSET name -> registration sequence
-HUB_TASK_SEQ = f"{PREFIX}:hub:task_seq"  # STRING counter for HUB_TASK_ORDER
-HUB_NODES = f"{PREFIX}:hub:nodes"  # HASH node_id -> node record JSON
-HUB_NODE_SEEN = f"{PREFIX}:hub:node_seen"  # ZSET node_id -> last heartbeat (unix time)
-HUB_NODE_META = f"{PREFIX}:hub:node_meta"  # HASH node_id -> registration record JSON (stop, left)
-HUB_NODE_CAPS = (
-    f"{PREFIX}:hub:node_caps"  # HASH node_id -> {info, draining} JSON (scheduling input)
-)
-HUB_NODES_DELETED = f"{PREFIX}:hub:nodes_deleted"  # SET of node ids deleted (410 on heartbeat)
-HUB_ASSIGNMENTS = f"{PREFIX}:hub:assignments"  # HASH node_id -> assignment JSON
-HUB_SCHEDULE_LOCK = f"{PREFIX}:hub:schedule_lock"  # STRING lock around a scheduling pass
-HUB_STATE = f"{PREFIX}:hub:state"  # HASH misc: spec version, sequential cursor
-HUB_EVENTS = f"{PREFIX}:hub:events"  # LIST recent events (capped)
+HUB_TASKS = f"{HUB}:tasks"  # HASH name -> task spec JSON
+HUB_TASK_ORDER = f"{HUB}:task_order"  # ZSET name -> registration sequence
+HUB_TASK_SEQ = f"{HUB}:task_seq"  # STRING counter for HUB_TASK_ORDER
+HUB_NODES = f"{HUB}:nodes"  # HASH node_id -> node record JSON
+HUB_NODE_SEEN = f"{HUB}:node_seen"  # ZSET node_id -> last heartbeat (unix time)
+HUB_NODE_META = f"{HUB}:node_meta"  # HASH node_id -> registration record JSON (stop, left)
+HUB_NODE_CAPS = f"{HUB}:node_caps"  # HASH node_id -> {info, draining} JSON (scheduling input)
+HUB_NODES_DELETED = f"{HUB}:nodes_deleted"  # SET of node ids deleted (410 on heartbeat)
+HUB_ASSIGNMENTS = f"{HUB}:assignments"  # HASH node_id -> assignment JSON
+HUB_SCHEDULE_LOCK = f"{HUB}:schedule_lock"  # STRING lock around a scheduling pass
+HUB_STATE = f"{HUB}:state"  # HASH misc: spec version, sequential cursor
+HUB_EVENTS = f"{HUB}:events"  # LIST recent events (capped)
 
 
 def hub_node_secret(node_id: str) -> str:
     """STRING: sha256 of the node's secret (never the secret itself)."""
-    return f"{PREFIX}:hub:node:{node_id}:secret"
+    return f"{HUB}:node:{node_id}:secret"
 
 
 def hub_task_rate(name: str) -> str:
     """LIST: recent (time, processed) samples used to compute a task's rate."""
-    return f"{PREFIX}:hub:task:{name}:rate"
+    return f"{HUB}:task:{name}:rate"
 
 
 def all_documented() -> list[str]:
-    """Key patterns as docs/protocol.md writes them (``{queue}`` and ``{id}`` placeholders)."""
-    q = QueueKeys("{queue}")
+    """Key patterns as docs/protocol.md writes them (``<queue>``, ``<id>``... placeholders)."""
+    q = QueueKeys("<queue>")
     return [
         q.pending,
-        q.priority(1).replace("p1", "p{level}"),
+        q.priority(1).replace(":p1", ":p<level>"),
         q.delayed,
         q.dead,
         q.stats,
         q.consumers,
-        q.inflight("{consumer}"),
+        q.inflight("<consumer>"),
         q.last_claim,
         q.paused,
-        consumer_alive("{consumer}"),
+        q.alive("<consumer>"),
         HUB_TASKS,
         HUB_TASK_ORDER,
         HUB_TASK_SEQ,
@@ -124,6 +156,6 @@ def all_documented() -> list[str]:
         HUB_SCHEDULE_LOCK,
         HUB_STATE,
         HUB_EVENTS,
-        hub_node_secret("{id}"),
-        hub_task_rate("{name}"),
+        hub_node_secret("<id>"),
+        hub_task_rate("<name>"),
     ]

@@ -26,10 +26,12 @@ class OutageLog:
         log: logging.Logger,
         *,
         down_level: int = logging.WARNING,
+        up_level: int = logging.WARNING,
         up_message: str = "reachable again after %.1f s",
     ) -> None:
         self._log = log
         self._down_level = down_level
+        self._up_level = up_level
         self._up_message = up_message
         self._lock = threading.Lock()
         self.down_since: float | None = None
@@ -66,5 +68,5 @@ class OutageLog:
             self.down_since = None
             self.recoveries += 1
         took = time.monotonic() - since
-        self._log.warning(self._up_message, took)
+        self._log.log(self._up_level, self._up_message, took)
         return took

@@ -2,6 +2,11 @@
 
 URLs carry passwords. ``mask()`` is the only form that may reach a log line, an API
 response, an exception message or a metric label.
+
+Besides redis-py's own forms (``redis://``, ``rediss://``, ``unix://``) gridq accepts
+``redis+cluster://[:PW@]H:P[,H:P...]`` (and ``rediss+cluster://``) for Redis Cluster and
+``redis+sentinel://[:PW@]H:P[,H:P...]/MASTER[/DB]`` (and ``rediss+sentinel://``) for a
+master found through Sentinel. ``client()`` is the one place clients are built.
 """
 
 from __future__ import annotations
@@ -9,14 +14,25 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import quote, urlsplit
 
 import redis
+import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.asyncio.cluster import ClusterNode as AioNode
+from redis.asyncio.cluster import RedisCluster as AioCluster
+from redis.asyncio.sentinel import Sentinel as AioSentinel
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot as _crc_slot
+from redis.sentinel import Sentinel
 
 from gridq.errors import RedisAuthError, RedisUnavailable
 
-_CRED = re.compile(r"(?P<scheme>rediss?|unix)://(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@")
+_CRED = re.compile(
+    r"(?P<scheme>rediss?(?:\+cluster|\+sentinel)?|unix)://(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@"
+)
 
 
 def mask(url: str | None) -> str:
@@ -43,22 +59,80 @@ def mask_text(text: str, secrets: list[str] | None = None) -> str:
     return out
 
 
+_MULTI = ("redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
+SCHEMES = ("redis", "rediss", "unix", *_MULTI)
+
+
+@dataclass(frozen=True, slots=True)
+class MultiHost:
+    """A cluster or sentinel URL taken apart (urllib cannot parse several hosts)."""
+
+    kind: str  # "cluster" or "sentinel"
+    tls: bool
+    username: str | None
+    password: str | None
+    hosts: tuple[tuple[str, int], ...]
+    master: str | None  # sentinel only
+    db: int
+
+
+def parse_multi(url: str) -> MultiHost | None:
+    """The parts of a ``redis+cluster://`` / ``redis+sentinel://`` URL; None for other
+    schemes; ValueError naming the problem (never showing the password)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _MULTI:
+        return None
+    kind = scheme.split("+", 1)[1]
+    rest, _, query = rest.partition("?")
+    if query:
+        raise ValueError(f"{scheme}:// URLs take no ?options")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    user = pw = None
+    if at:
+        u, colon, p = userinfo.partition(":")
+        user, pw = (u or None, p) if colon else (None, u)
+    hosts: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{scheme}:// wants HOST:PORT[,HOST:PORT...], got {item.strip()!r}")
+        hosts.append((host.strip("[]"), int(port)))
+    parts = [x for x in path.split("/") if x]
+    master, db = None, 0
+    if kind == "sentinel":
+        if not parts or len(parts) > 2:
+            raise ValueError(f"{scheme}:// wants /MASTER_NAME[/DB] after the hosts")
+        master = parts[0]
+        if len(parts) == 2:
+            if not parts[1].isdigit():
+                raise ValueError("the database in a sentinel URL must be a number")
+            db = int(parts[1])
+    elif parts:
+        raise ValueError("a cluster URL names no database (Redis Cluster has only db 0)")
+    return MultiHost(kind, scheme.startswith("rediss"), user, pw, tuple(hosts), master, db)
+
+
 def password_of(url: str) -> str | None:
     try:
-        return urlsplit(url).password
+        multi = parse_multi(url)
+        return multi.password if multi else urlsplit(url).password
     except ValueError:
         return None
 
 
 def validate_url(url: str) -> str:
     """Raise ValueError naming the problem if ``url`` is not a usable Redis URL."""
+    if parse_multi(url) is not None:
+        return url
     try:
         parts = urlsplit(url)
     except ValueError as exc:
         raise ValueError(f"not a URL: {exc}") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
+    if parts.scheme not in SCHEMES:
         raise ValueError(
-            f"scheme must be redis://, rediss:// or unix://, not {parts.scheme or 'none'}"
+            "scheme must be redis://, rediss://, unix://, redis+cluster://, "
+            f"rediss+cluster://, redis+sentinel:// or rediss+sentinel://, not {parts.scheme or 'none'}"
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("the URL names no host")
@@ -72,14 +146,120 @@ def validate_url(url: str) -> str:
 def client(
     url: str, *, timeout: float | None = None, decode: bool = False, **kw: object
 ) -> redis.Redis:
-    """A redis-py client for ``url``. ``timeout`` bounds connect and socket operations."""
+    """A redis-py client for ``url``. ``timeout`` bounds connect and socket operations.
+
+    A cluster URL gives a ``RedisCluster``: it has the same command methods, routes
+    each command by its key's slot, and refuses a script or transaction whose keys
+    span slots (gridq's never do, see gridq/keys.py). It is typed as ``redis.Redis``
+    so callers need not care; ``is_cluster()`` tells them apart where it matters.
+    """
     validate_url(url)
     opts: dict[str, object] = {"decode_responses": decode, "health_check_interval": 30}
     if timeout is not None:
         opts["socket_connect_timeout"] = timeout
         opts["socket_timeout"] = timeout
     opts.update(kw)
-    return redis.Redis.from_url(url, **opts)  # type: ignore[arg-type]
+    multi = parse_multi(url)
+    if multi is None:
+        return redis.Redis.from_url(url, **opts)  # type: ignore[arg-type]
+    auth = {"username": multi.username, "password": multi.password}
+    if multi.kind == "cluster":
+        # Deprecated for cluster nodes (redis-py 6+): timeouts are retried by the
+        # cluster client's own retry, which NoBackoff/0 attempts still turns off.
+        opts.pop("retry_on_timeout", None)
+        return cast(
+            redis.Redis,
+            RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in multi.hosts],
+                ssl=multi.tls,
+                **auth,
+                **opts,  # type: ignore[arg-type]
+            ),
+        )
+    conn_opts = {k: v for k, v in opts.items() if k.startswith("socket_")}
+    sentinel = Sentinel(
+        list(multi.hosts),
+        sentinel_kwargs={**conn_opts, "ssl": multi.tls},
+        **conn_opts,  # type: ignore[arg-type]
+    )
+    assert multi.master is not None
+    return sentinel.master_for(  # type: ignore[no-any-return]
+        multi.master, db=multi.db, ssl=multi.tls, **auth, **opts
+    )
+
+
+def aio_client(
+    url: str, *, decode: bool = False, max_connections: int = 64, wait: float = 10.0, **kw: object
+) -> aioredis.Redis:
+    """The asyncio twin of ``client()`` (the hub). On one server the pool blocks up to
+    ``wait`` seconds for a free connection rather than failing with "Too many
+    connections"; a cluster client keeps a pool per node."""
+    validate_url(url)
+    opts: dict[str, object] = {"decode_responses": decode, **kw}
+    multi = parse_multi(url)
+    if multi is None:
+        return aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=wait,
+                **opts,  # type: ignore[arg-type]
+            )
+        )
+    auth = {"username": multi.username, "password": multi.password}
+    if multi.kind == "cluster":
+        opts.pop("health_check_interval", None)  # not a cluster option in redis.asyncio
+        return cast(
+            aioredis.Redis,
+            AioCluster(
+                startup_nodes=[AioNode(h, p) for h, p in multi.hosts],
+                ssl=multi.tls,
+                max_connections=max_connections,
+                **auth,
+                **opts,  # type: ignore[arg-type]
+            ),
+        )
+    conn_opts = {k: v for k, v in opts.items() if k.startswith("socket_")}
+    sentinel = AioSentinel(
+        list(multi.hosts),
+        sentinel_kwargs={**conn_opts, "ssl": multi.tls},
+        **conn_opts,  # type: ignore[arg-type]
+    )
+    assert multi.master is not None
+    return sentinel.master_for(multi.master, db=multi.db, ssl=multi.tls, **auth, **opts)  # type: ignore[arg-type]
+
+
+def direct_url(url: str, timeout: float = 2.0) -> str:
+    """A plain URL of one server behind a cluster or sentinel URL (the first cluster
+    node; the master the sentinels name now), for checks that speak RESP themselves.
+    Other URLs are returned as they are. ConnectionError if no sentinel names a master."""
+    m = parse_multi(url)
+    if m is None:
+        return url
+    if m.kind == "cluster":
+        host, port = m.hosts[0]
+    else:
+        assert m.master is not None
+        try:
+            host, port = Sentinel(list(m.hosts), socket_timeout=timeout).discover_master(m.master)
+        except rexc.RedisError as exc:
+            raise ConnectionError(
+                f"no sentinel in {mask(url)} names a master {m.master!r}: {type(exc).__name__}"
+            ) from None
+    auth = ""
+    if m.password is not None:
+        auth = f"{quote(m.username or '', safe='')}:{quote(m.password, safe='')}@"
+    return f"{'rediss' if m.tls else 'redis'}://{auth}{host}:{port}/{m.db}"
+
+
+def is_cluster(conn: object) -> bool:
+    """Whether ``conn`` is a Redis Cluster client (keys of one command must share a slot)."""
+    return isinstance(conn, RedisCluster | AioCluster)
+
+
+def key_slot(key: str | bytes) -> int:
+    """The cluster hash slot of ``key`` (hash tags honoured), as ``CLUSTER KEYSLOT`` says."""
+    return int(_crc_slot(key.encode() if isinstance(key, str) else key))
 
 
 def explain(exc: BaseException, url: str) -> RedisAuthError | RedisUnavailable | None:

@@ -14,7 +14,7 @@ route (hub/routes/node_api.py), replaying the body it already read:
   that is rejected records nothing, and recording one twice is harmless, so running
   the store call a second time on these rare paths changes nothing.
 
-So the security checks are the store's, shared by both paths (Store.heartbeat: the
+So the security checks are the store's, shared by both paths (Nodes.heartbeat: the
 secret's hash compared in constant time, 410 before 401, the node reads only its own
 assignments), and the OpenAPI document still describes the route.
 """
@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridq.nodeproto import Heartbeat
 
-from .store import NodeAuthError, NodeGone, Store
+from .store import NodeAuthError, NodeGone, Nodes
 
 log = logging.getLogger("gridq.hub")
 
@@ -61,9 +61,9 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class HeartbeatFastPath:
-    def __init__(self, app: ASGIApp, store: Store, route: Any = None) -> None:
+    def __init__(self, app: ASGIApp, nodes: Nodes, route: Any = None) -> None:
         self.app = app
-        self.store = store
+        self.nodes = nodes
         # The APIRoute object, put in the scope like Starlette does on a match, so the
         # latency histogram labels fast-path requests with the route template too.
         self.route = route
@@ -101,7 +101,7 @@ class HeartbeatFastPath:
         except ValidationError:
             return False
         try:
-            payload = await self.store.heartbeat(node_id, secret, hb)
+            payload = await self.nodes.heartbeat(node_id, secret, hb)
         except (NodeGone, NodeAuthError):
             return False
         except Exception as exc:

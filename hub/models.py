@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gridq.contract import DEFAULT_POOL, WORKER_ENV, PoolName
+from gridq.keys import check_queue_name
 from gridq.nodeproto import Resources
 from gridq.redisurl import mask, mask_text, validate_url
 
@@ -30,22 +32,7 @@ IMAGE_RE = re.compile(
 )
 
 # The node sets these per instance; the hub sets the others from the task fields.
-RESERVED_ENV = frozenset(
-    {
-        "TASK_NAME",
-        "NODE_ID",
-        "INSTANCE_ID",
-        "INPUT_REDIS_URL",
-        "OUTPUT_REDIS_URL",
-        "INPUT_QUEUE",
-        "OUTPUT_QUEUE",
-        "GRIDQ_WORKER_POOL",
-        "GRIDQ_WORKER_CONCURRENCY",
-        "GRIDQ_METRICS_PORT",
-    }
-)
-
-Pool = Literal["threads", "processes", "solo", "asyncio"]
+RESERVED_ENV = frozenset(WORKER_ENV)
 
 
 class _Strict(BaseModel):
@@ -116,7 +103,7 @@ class _TaskFields(_Strict):
     env: dict[str, str] | None = None
     resources: Resources | None = None
     constraints: Constraints | None = None
-    pool: Pool | None = None
+    pool: PoolName | None = None
     concurrency: int | None = Field(default=None, ge=1, le=10_000)
     autoscale: Autoscale | None = None
     # kind = "celery" only (reserved for the Celery integration).
@@ -160,7 +147,13 @@ class _TaskFields(_Strict):
     def _queue(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
             raise ValueError("input_queue must not be empty")
-        return v
+        return None if v is None else check_queue_name(v)
+
+    @field_validator("output_queue")
+    @classmethod
+    def _output_queue(cls, v: str | None) -> str | None:
+        # Braces would make it a hash tag: see gridq/keys.py (key layout 2).
+        return check_queue_name(v) if v else v
 
     @field_validator("env")
     @classmethod
@@ -181,6 +174,16 @@ class TaskCreate(_TaskFields):
     name: str = Field(description="DNS-label style: a-z, 0-9 and '-', at most 63 characters")
     input_redis: str | None = Field(description="Redis URL of the input queue")
     input_queue: str | None = Field(description="name of the input queue", max_length=512)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _celery_queue(cls, data: Any) -> Any:
+        # A celery body names its queues (docs/celery.md), not input_queue.
+        if isinstance(data, dict) and data.get("kind") == "celery" and "input_queue" not in data:
+            queues = data.get("queues")
+            names = queues if isinstance(queues, list) and queues else ["celery"]
+            return {**data, "input_queue": ",".join(map(str, names))}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -251,7 +254,7 @@ class TaskSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     constraints: Constraints = Field(default_factory=Constraints)
-    pool: Pool = "threads"
+    pool: PoolName = DEFAULT_POOL
     concurrency: int | None = None  # None: the worker's default for its pool
     autoscale: Autoscale | None = None
     app: str | None = None
@@ -386,6 +389,14 @@ class NodeInstanceOut(BaseModel):
 
 class NodeOut(BaseModel):
     node_id: str
+    # IDM-GridCore's fields (hub/gridcore.py), for its scripts and troubleshooting guide.
+    id: str = Field(description="GridCore's name for node_id")
+    architecture: str = Field(description="GridCore's spelling: x86_64, aarch64, arm")
+    cpu_count: int = Field(description="GridCore's field: the node's CPUs")
+    runtime_status: Literal["Running", "Idle", "Error"] | None = Field(
+        description="GridCore's field and spelling (null: a GridNode that sent no heartbeat yet)"
+    )
+    active_containers: int = Field(description="GridCore's field: workers running now")
     status: Literal["online", "offline", "draining", "stopping", "left"]
     hostname: str
     arch: str
@@ -401,7 +412,7 @@ class NodeOut(BaseModel):
         description="the node agent's own Prometheus endpoint, as the node last reported it",
     )
     registered_at: float | None
-    last_seen: float | None
+    last_seen: str | None = Field(description="RFC 3339, UTC (as IDM-GridCore)")
     seconds_since_heartbeat: float | None
     stop_requested: bool
     errors: list[str] = Field(description="node-level and instance errors, in plain words")

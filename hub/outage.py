@@ -5,7 +5,7 @@ While its Redis is unreachable the hub answers 503 and cannot record heartbeats,
 every node's ``last_seen`` goes stale through no fault of the node. Judged on that
 alone, the first scheduling pass after the outage would declare every node offline and
 take its workers away (the node then stops them and starts new ones a moment later).
-So each connection failure moves ``Store.listening_since`` to now, and a node is
+So each connection failure moves ``store.nodes.listening_since`` to now, and a node is
 offline only after ``offline_after`` seconds of silence the hub could have heard
 (hub/store/node_views.py). Nodes retry a failed heartbeat within two intervals
 (node/agent.py), well inside the three intervals of ``offline_after``.
@@ -22,7 +22,7 @@ from typing import Protocol
 
 import redis
 
-from gridq.redisurl import mask_text
+from gridq.outage import OutageLog
 
 log = logging.getLogger("gridq.hub")
 
@@ -38,31 +38,23 @@ class RedisOutage:
     def __init__(self, store: _Listener, offline_after: float) -> None:
         self.store = store
         self.offline_after = offline_after
-        self.down_since: float | None = None  # monotonic, while an outage lasts
-        self.outages = 0
+        self.log = OutageLog(
+            log,
+            up_message=f"hub Redis reachable again after %.1f s; nodes have {offline_after:g} s "
+            "to heartbeat before any is declared offline",
+        )
 
     def failed(self, exc: BaseException) -> bool:
         """Note a failure; True if it is an outage (logged once per outage)."""
         if not isinstance(exc, OUTAGE_ERRORS):
             return False
         self.store.listening_since = time.time()
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            self.outages += 1
-            log.warning(
-                "hub Redis unreachable: %s; answering 503 and retrying, workers keep running",
-                mask_text(str(exc) or type(exc).__name__).rstrip("."),
-            )
+        what = (str(exc) or type(exc).__name__).rstrip(".")
+        self.log.down(
+            f"hub Redis unreachable: {what}; answering 503 and retrying, workers keep running"
+        )
         return True
 
     def ok(self) -> None:
         """A Redis round trip succeeded (the periodic pass): end the outage, if any."""
-        if self.down_since is None:
-            return
-        log.warning(
-            "hub Redis reachable again after %.1f s; nodes have %g s to heartbeat "
-            "before any is declared offline",
-            time.monotonic() - self.down_since,
-            self.offline_after,
-        )
-        self.down_since = None
+        self.log.up()

@@ -26,17 +26,9 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gridq.platform import norm_arch
+
 Placement = dict[str, dict[str, int]]  # node_id -> task -> replicas
-
-_ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "arm/v7": "arm"}
-
-
-def norm_arch(arch: str) -> str:
-    """``linux/amd64``, ``amd64`` and ``x86_64`` all name the same platform."""
-    a = arch.strip().lower()
-    if a.startswith("linux/"):
-        a = a[len("linux/") :]
-    return _ARCH_ALIASES.get(a, a)
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,17 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from gridq import __version__
+from gridq.errors import EXIT_CONFIG
+from gridq.metrics_http import MetricsServer
 from gridq.node.client import HubClient, HubRejected, HubUnavailable
 from gridq.node.config import NodeSettings
 from gridq.node.identity import IdentityStore
 from gridq.node.metrics import NodeMetrics
 from gridq.node.reconcile import Reconciler
 from gridq.node.runtime.base import Runtime
-
-from gridq import __version__
-from gridq.errors import EXIT_CONFIG
-from gridq.metrics_http import MetricsServer
 from gridq.nodeproto import Assignment, Heartbeat, NodeInfo
+from gridq.outage import OutageLog
 from gridq.redisurl import mask_text
 
 log = logging.getLogger("gridq.node")
@@ -79,7 +79,9 @@ class Agent:
         self.draining = threading.Event()
         self.killed = threading.Event()
         self._signals = 0
-        self._hub_down_since: float | None = None
+        self._hub_outage = OutageLog(
+            log, up_level=logging.INFO, up_message="hub reachable again after %.0f s"
+        )
         self._hub_failures = 0
         self._last_hb = 0.0
         self._registered_once = False
@@ -227,9 +229,7 @@ class Agent:
             self._last_hb = 0.0
         self.metrics.heartbeats.labels("ok").inc()
         self.metrics.hub_up.set(1)
-        if self._hub_down_since is not None:
-            log.info("hub reachable again after %.0f s", time.monotonic() - self._hub_down_since)
-        self._hub_down_since = None
+        self._hub_outage.up()
         self._hub_failures = 0
         if not draining:
             summary = {a.task: (a.replicas, a.spec.spec_hash[:8]) for a in resp.assignments}
@@ -248,10 +248,8 @@ class Agent:
 
     def _outage(self, message: str) -> None:
         self._hub_failures += 1
-        if self._hub_down_since is None:
-            self._hub_down_since = time.monotonic()
-            # One line per outage, not per retry; workers keep running meanwhile.
-            log.warning("%s; retrying with backoff, workers keep running", mask_text(message))
+        # One line per outage, not per retry; workers keep running meanwhile.
+        self._hub_outage.down(f"{message}; retrying with backoff, workers keep running")
 
     def _drain(self) -> int:
         log.info("draining: stopping workers (stop timeout %.0f s)", self.settings.stop_timeout)
@@ -286,7 +284,7 @@ class Agent:
             "status": "ok" if not self.reconciler.runtime_error else "degraded",
             "node_id": self.node_id,
             "runtime": self.runtime.name,
-            "hub_reachable": self._hub_down_since is None and self._registered_once,
+            "hub_reachable": not self._hub_outage.is_down and self._registered_once,
             "draining": self.draining.is_set(),
             "instances": len(statuses),
         }

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 
 import httpx
-from gridq.node.identity import Identity, IdentityStore
 
+from gridq.errors import GridqError, PermanentError, TemporaryError
+from gridq.node.identity import Identity, IdentityStore
 from gridq.nodeproto import (
     Heartbeat,
     HeartbeatResponse,
@@ -32,15 +33,15 @@ from gridq.redisurl import mask_text
 log = logging.getLogger("gridq.node")
 
 
-class HubError(Exception):
-    pass
+class HubError(GridqError):
+    """The hub could not serve a request of this node."""
 
 
-class HubUnavailable(HubError):
+class HubUnavailable(HubError, TemporaryError):
     """The hub could not be reached or failed (5xx): retry later."""
 
 
-class HubRejected(HubError):
+class HubRejected(HubError, PermanentError):
     """The hub refused us in a way retrying will not fix soon (bad join token, 4xx)."""
 
 

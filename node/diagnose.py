@@ -6,10 +6,10 @@ may quote a Redis URL with its password.
 
 from __future__ import annotations
 
-import platform as _platform
 import signal
 
 from gridq.errors import EXIT_CONFIG, EXIT_REDIS_AUTH, EXIT_REDIS_UNAVAILABLE
+from gridq.platform import host_platform, same_platform
 from gridq.redisurl import mask_text
 
 MAX_LEN = 400
@@ -26,34 +26,6 @@ _ELF_MACHINES = {
     0xB7: "linux/arm64",
     0xF3: "linux/riscv64",
 }
-
-_ARCH_ALIASES = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "armv7l": "arm",
-    "armv6l": "arm",
-    "i386": "386",
-    "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
-
-def normalize_arch(arch: str) -> str:
-    return _ARCH_ALIASES.get(arch.lower(), arch.lower())
-
-
-def host_platform() -> str:
-    return f"linux/{normalize_arch(_platform.machine())}"
-
-
-def same_platform(a: str, b: str) -> bool:
-    """linux/arm64/v8 and linux/arm64 are the same for running a binary."""
-    pa, pb = a.split("/"), b.split("/")
-    return pa[:2] == pb[:2]
 
 
 def elf_platform(head: bytes) -> str | None:

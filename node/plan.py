@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gridq.node.runtime.base import Observed
-
 from gridq.nodeproto import Assignment, InstanceState
 
 SlotKey = tuple[str, int]  # (task, index)

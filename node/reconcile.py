@@ -31,7 +31,6 @@ from gridq.node.metrics import NodeMetrics
 from gridq.node.plan import Pending, Plan, Slot, instance_id, plan
 from gridq.node.runtime.base import Instance, Observed, Runtime, StartFailed
 from gridq.node.status import statuses
-
 from gridq.nodeproto import Assignment, InstanceState, InstanceStatus
 from gridq.redisurl import mask_text
 

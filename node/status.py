@@ -8,7 +8,6 @@ from collections.abc import Mapping
 
 from gridq.node.plan import Pending, Slot, SlotKey, instance_id
 from gridq.node.runtime.base import Observed
-
 from gridq.nodeproto import InstanceState, InstanceStatus
 
 

@@ -246,9 +246,8 @@ def test_secret_settings_read_var_file(
     it ranks with the environment (over TOML, under a flag)."""
     from gridq.hub.config import HubSettings
     from gridq.node.config import NodeSettings
-    from gridq.worker.settings import WorkerSettings
-
     from gridq.settings import load, secret_env
+    from gridq.worker.settings import WorkerSettings
 
     mp = clean_secret_env
     assert secret_env(HubSettings) == {
@@ -287,7 +286,6 @@ def test_secret_var_and_file_both_set_is_an_error(
 ) -> None:
     from gridq.hub.config import HubSettings
     from gridq.node.config import NodeSettings
-
     from gridq.settings import env_secret, load
 
     mp = clean_secret_env
@@ -310,7 +308,6 @@ def test_secret_file_missing_or_unreadable_is_an_error(
     tmp_path: Path, clean_secret_env: pytest.MonkeyPatch
 ) -> None:
     from gridq.hub.config import HubSettings
-
     from gridq.settings import env_secret, load
 
     mp = clean_secret_env
@@ -343,8 +340,8 @@ def test_hub_redis_password_merges_into_the_url(
 ) -> None:
     """compose's way: a plain GRIDQ_HUB_REDIS_URL plus the password from a secret file."""
     import redis as redis_py
-    from gridq.hub.config import HubSettings, with_password
 
+    from gridq.hub.config import HubSettings, with_password
     from gridq.settings import load
 
     mp = clean_secret_env

@@ -8,14 +8,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_configuration_doc_is_current() -> None:
-    from gridq.confdoc import PARTS, render
+    from gridq.cli.confdoc import PARTS, render
 
     text = render()
     for title, _, _ in PARTS:
         assert f"## `{title}`" in text, f"{title} settings could not be loaded"
     current = (ROOT / "docs" / "configuration.md").read_text()
     assert current == text, (
-        "docs/configuration.md is stale: run `python -m gridq.confdoc > docs/configuration.md`"
+        "docs/configuration.md is stale: run `python -m gridq.cli.confdoc > docs/configuration.md`"
     )
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gridq.worker.app import App, Task
-
 from gridq.errors import JobTimeout, Reject, Retry
+from gridq.worker.app import App, Task
 
 if TYPE_CHECKING:
     from gridq.worker.middleware import Middleware

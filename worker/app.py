@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from gridq import contract as c
 from gridq import protocol
 
 if TYPE_CHECKING:
-    from gridq.worker.settings import WorkerSettings
-
     from gridq.queue import Queue
+    from gridq.worker.settings import WorkerSettings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -200,17 +200,16 @@ class App:
     def queue(self) -> Queue:
         """The producer side of the input queue (settings read on first use)."""
         if self._queue is None:
-            from gridq.worker.settings import load_worker_settings
-
             from gridq.errors import ConfigError
             from gridq.queue import Queue
+            from gridq.worker.settings import load_worker_settings
 
             if self.input_url is None or self.input_queue is None:
                 self.configure(load_worker_settings())
             if not self.input_url or not self.input_queue:
                 raise ConfigError(
                     "no input queue: pass App(input_url=..., input_queue=...) "
-                    "or set INPUT_REDIS_URL and INPUT_QUEUE"
+                    f"or set {c.ENV_INPUT_REDIS_URL} and {c.ENV_INPUT_QUEUE}"
                 )
             self._queue = Queue.from_url(self.input_url, self.input_queue)
         return self._queue

@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gridq import keys, protocol
-from gridq.redisurl import client
+from gridq.redisurl import client, is_cluster, key_slot
 
 # Lua helper: the list an item belongs to. Envelopes carrying a priority go to their
 # priority list; everything else to the queue list. KEYS[1] = queue, KEYS[1+p] = p{p}.
@@ -207,12 +207,19 @@ class Broker:
     ) -> None:
         self.conn = conn
         self.out_conn = out_conn if out_conn is not None else conn
-        self.separate_output = out_conn is not None and out_conn is not conn
         self.output_queue = output_queue or None
         self.k = keys.QueueKeys(queue)
+        # The result goes inside the settle script only if that script may touch it:
+        # same Redis, and the output list in the queue's hash slot (always true of a
+        # single server, where slots do not matter). Otherwise it is its own step.
+        self.separate_output = (out_conn is not None and out_conn is not conn) or (
+            self.output_queue is not None
+            and is_cluster(conn)
+            and key_slot(self.output_queue) != key_slot(self.k.pending)
+        )
         self.consumer_id = consumer_id
         self.inflight = self.k.inflight(consumer_id)
-        self.alive = keys.consumer_alive(consumer_id)
+        self.alive = self.k.alive(consumer_id)
         self.lease = lease
         self._route = [self.k.pending] + [
             self.k.priority(p) for p in range(1, protocol.MAX_PRIORITY + 1)
@@ -245,17 +252,14 @@ class Broker:
     def touch_last_claim(self) -> None:
         self.conn.set(self.k.last_claim, repr(time.time()))
 
-    def is_paused(self) -> bool:
-        return bool(self.conn.exists(self.k.paused))
-
     # --- outcomes ---------------------------------------------------------------------
 
     def settle(self, s: Settlement) -> int:
         """Record a batch of outcomes atomically; returns how many were already reclaimed."""
         results = s.results if self.output_queue else []
         if results and self.separate_output:
-            # Different Redis: results first, then the ack. A crash between the two
-            # runs the job again (at-least-once) rather than losing its result.
+            # Another Redis or slot: results first, then the ack. A crash between the
+            # two runs the job again (at-least-once) rather than losing its result.
             assert self.output_queue
             try:
                 self.out_conn.lpush(self.output_queue, *results)
@@ -277,7 +281,10 @@ class Broker:
             args.extend((old, new, repr(due)))
         for old, rec in s.deads:
             args.extend((old, rec))
-        out_key = self.output_queue or self.k.pending  # unused when there are no results
+        # A dummy in the queue's slot when the results are not written here.
+        out_key = (
+            self.k.pending if self.separate_output or not self.output_queue else self.output_queue
+        )
         missing = self._settle(
             keys=[
                 *self._route,
@@ -332,7 +339,7 @@ class Broker:
             return 0
         pipe = self.conn.pipeline(transaction=False)
         for c in others:
-            pipe.exists(keys.consumer_alive(c))
+            pipe.exists(self.k.alive(c))
         alive = pipe.execute()
         moved = 0
         for c, is_alive in zip(others, alive, strict=True):
@@ -343,7 +350,7 @@ class Broker:
                     keys=[
                         *self._route,
                         self.k.consumers,
-                        keys.consumer_alive(c),
+                        self.k.alive(c),
                         self.k.inflight(c),
                     ],
                     args=[c],
@@ -355,12 +362,3 @@ class Broker:
     def promote(self, limit: int = 200) -> int:
         """Move delayed jobs that are due back to their queue."""
         return int(self._promote(keys=[*self._route, self.k.delayed], args=[time.time(), limit]))
-
-    def has_delayed(self) -> bool:
-        return bool(self.conn.zcard(self.k.delayed))
-
-    def depth(self) -> int:
-        pipe = self.conn.pipeline(transaction=False)
-        for key in self._route:
-            pipe.llen(key)
-        return sum(int(x) for x in pipe.execute())

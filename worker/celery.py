@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridq.keys import QueueKeys
 from gridq.worker import celery_metrics
 from gridq.worker.celery_checks import (
     POOLS_WITHOUT_TIME_LIMITS,
@@ -54,8 +55,6 @@ from gridq.worker.celery_depth import (
 )
 from gridq.worker.celery_limits import _Running, _Watchdog
 from gridq.worker.celery_metrics import MetricSet, serving_registry
-
-from gridq.keys import QueueKeys
 
 __all__ = [
     "CeleryDepth",

@@ -10,9 +10,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+from gridq import contract, keys
 from gridq.worker.settings import WorkerSettings
-
-from gridq import keys
 
 
 def probe(settings: WorkerSettings, timeout: float = 3.0) -> tuple[bool, str]:
@@ -25,15 +24,18 @@ def probe(settings: WorkerSettings, timeout: float = 3.0) -> tuple[bool, str]:
             return False, f"unhealthy: {exc.read().decode(errors='replace')}"
         except OSError as exc:
             return False, f"unhealthy: no answer on {url}: {exc}"
-    if settings.instance_id and settings.input_url:
+    if settings.instance_id and settings.input_url and settings.input_queue:
         from gridq.redisurl import client, mask
 
         try:
             c = client(settings.input_url, timeout=timeout)
-            ttl = c.ttl(keys.consumer_alive(settings.instance_id))
+            ttl = c.ttl(keys.QueueKeys(settings.input_queue).alive(settings.instance_id))
         except Exception as exc:
             return False, f"unhealthy: Redis at {mask(settings.input_url)}: {type(exc).__name__}"
         if ttl is not None and int(ttl) > 0:
             return True, f"healthy: lease of {settings.instance_id} has {ttl} s left"
         return False, f"unhealthy: no live lease for {settings.instance_id}"
-    return False, "unhealthy: set GRIDQ_METRICS_PORT (or INSTANCE_ID and INPUT_REDIS_URL) to check"
+    return False, (
+        f"unhealthy: set {contract.ENV_METRICS_PORT} "
+        f"(or {contract.ENV_INSTANCE_ID} and {contract.ENV_INPUT_REDIS_URL}) to check"
+    )

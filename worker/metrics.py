@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gridq.worker.middleware import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from gridq.worker.middleware import Middleware
 
 if TYPE_CHECKING:
     from gridq.protocol import Job

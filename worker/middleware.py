@@ -1,8 +1,10 @@
 """Hooks around a job's life, in the spirit of Dramatiq's middleware.
 
 Hooks run in the worker's threads (``before_job`` in the thread that runs the job,
-the outcome hooks in the thread that settles it), so they must be quick and must not
-raise: an exception in a hook is logged and ignored, never allowed to lose a job.
+``after_job`` in the one that finished it, the outcome hooks in the thread that settles
+it), so they must be quick and must not raise: an exception in a hook is logged and
+ignored, never allowed to lose a job. The per-job hooks cost nothing unless some
+middleware overrides them (``overriding``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gridq.worker.results import Outcome
-
     from gridq.protocol import Job
+    from gridq.worker.results import Outcome
 
 log = logging.getLogger("gridq.worker")
 
@@ -28,10 +29,14 @@ class Middleware:
         """The worker has stopped taking jobs and is about to exit."""
 
     def before_job(self, job: Job, task: str) -> None:
-        """A job is about to run (in the thread or process that runs it)."""
+        """The job's handler is about to run, in the thread that runs it (asyncio pool:
+        on the event loop; processes pool: in the worker's thread that hands the job to
+        a child process)."""
 
     def after_job(self, job: Job, task: str, outcome: Outcome) -> None:
-        """A job finished running, whatever its outcome (before it is settled)."""
+        """The job's handler finished, whatever its outcome (a timeout too), before the
+        job is settled; in the thread that finished it. Not called for a job that never
+        ran (malformed, unknown task: ``on_dead``)."""
 
     def on_ok(self, job: Job, task: str, duration: float) -> None:
         """The job succeeded and is acknowledged."""
@@ -53,3 +58,9 @@ def call(hooks: list[Middleware], name: str, *args: object) -> None:
             getattr(m, name)(*args)
         except Exception:  # a broken hook must not break the job's bookkeeping
             log.exception("middleware %s.%s failed", type(m).__name__, name)
+
+
+def overriding(hooks: list[Middleware], name: str) -> list[Middleware]:
+    """The middleware that overrides hook ``name``; callers skip the hook when empty."""
+    base = getattr(Middleware, name)
+    return [m for m in hooks if getattr(type(m), name, base) is not base]

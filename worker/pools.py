@@ -28,8 +28,10 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from gridq.errors import JobTimeout
 from gridq.worker.results import (
     ERROR,
+    BeforeJob,
     Dispatch,
     Outcome,
     call_args,
@@ -37,11 +39,10 @@ from gridq.worker.results import (
     prepare,
     run_job,
     succeeded,
+    task_label,
     timed_out,
     timeout_of,
 )
-
-from gridq.errors import JobTimeout
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -65,6 +66,9 @@ def _inject(thread: Any, exc: type[BaseException]) -> None:
 
 class Pool:
     name = "base"
+    # The middleware's before_job, run just before each handler; None (no middleware
+    # overrides it) keeps the hot path free of it.
+    before: BeforeJob | None = None
 
     def __init__(self, app: App, concurrency: int, want_result: bool, on_done: OnDone) -> None:
         self.app = app
@@ -155,7 +159,7 @@ class ThreadPool(Pool):
                     return
                 if not self._begin(d):
                     continue
-                out = run_job(self.app, d, self.want_result)
+                out = run_job(self.app, d, self.want_result, self.before)
                 if not self._end(d, out):
                     return  # abandoned at a timeout: a replacement thread has our slot
         except JobTimeout:
@@ -217,7 +221,7 @@ class SoloPool(ThreadPool):
     def submit(self, d: Dispatch) -> None:
         try:
             if self._begin(d):
-                out = run_job(self.app, d, self.want_result)
+                out = run_job(self.app, d, self.want_result, self.before)
                 self._end(d, out)
         except JobTimeout:
             pass  # landed just after the handler returned; the watchdog reported it
@@ -355,6 +359,8 @@ class ProcessPool(Pool):
                 self._end(d, dead)
                 continue
             assert job is not None and handler is not None
+            if self.before is not None:
+                self.before(job, task_label(job))
             limit = timeout_of(job, handler)
             if child is None or not child.proc.is_alive():
                 child = self._new_child()
@@ -472,6 +478,8 @@ class AsyncioPool(Pool):
                 out = dead
             else:
                 assert job is not None and handler is not None
+                if self.before is not None:
+                    self.before(job, task_label(job))
                 args, kwargs = call_args(job)
                 limit = timeout_of(job, handler)
                 try:
@@ -504,15 +512,17 @@ def make_pool(
     *,
     max_jobs_per_child: int = 1000,
     max_rss_mb: int = 0,
+    before: BeforeJob | None = None,
 ) -> Pool:
+    pool: Pool
     if name == "threads":
-        return ThreadPool(app, concurrency, want_result, on_done)
-    if name == "solo":
-        return SoloPool(app, 1, want_result, on_done)
-    if name == "asyncio":
-        return AsyncioPool(app, concurrency, want_result, on_done)
-    if name == "processes":
-        return ProcessPool(
+        pool = ThreadPool(app, concurrency, want_result, on_done)
+    elif name == "solo":
+        pool = SoloPool(app, 1, want_result, on_done)
+    elif name == "asyncio":
+        pool = AsyncioPool(app, concurrency, want_result, on_done)
+    elif name == "processes":
+        pool = ProcessPool(
             app,
             concurrency,
             want_result,
@@ -520,7 +530,10 @@ def make_pool(
             max_jobs_per_child=max_jobs_per_child,
             max_rss_mb=max_rss_mb,
         )
-    raise ValueError(f"unknown pool {name!r}: threads, processes, solo or asyncio")
+    else:
+        raise ValueError(f"unknown pool {name!r}: threads, processes, solo or asyncio")
+    pool.before = before
+    return pool
 
 
 __all__ = ["ERROR", "AsyncioPool", "Pool", "ProcessPool", "SoloPool", "ThreadPool", "make_pool"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,10 @@ class Outcome:
     retry_delay: float | None = None  # Retry(delay) from the handler
     reject: bool = False
     timeout: bool = False
+
+
+# The middleware's before_job(job, task), bound to the worker's hooks.
+BeforeJob = Callable[[protocol.Job, str], None]
 
 
 def task_label(job: protocol.Job | None) -> str:
@@ -144,9 +149,10 @@ class Dispatch:
         self.thread: Any = None
 
 
-def run_job(app: App, d: Dispatch, want_result: bool) -> Outcome:
+def run_job(app: App, d: Dispatch, want_result: bool, before: BeforeJob | None = None) -> Outcome:
     """Run one job here and now. Sets ``d.job``/``d.handler``, and ``d.deadline`` if the
-    job has a timeout (a watchdog enforces it where the pool can)."""
+    job has a timeout (a watchdog enforces it where the pool can). ``before`` (the
+    middleware's ``before_job``) runs just before the handler."""
     started = time.perf_counter()
     job, handler, dead = prepare(app, d.item)
     d.job = job
@@ -154,6 +160,8 @@ def run_job(app: App, d: Dispatch, want_result: bool) -> Outcome:
         return dead
     assert job is not None and handler is not None
     d.handler = handler
+    if before is not None:
+        before(job, task_label(job))
     limit = timeout_of(job, handler)
     if limit is not None:
         d.limit = limit

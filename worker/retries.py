@@ -7,21 +7,21 @@ Defaults: 3 retries (4 runs in all), 1 s base, doubling per attempt, capped at 3
 "equal jitter" (half the delay fixed, half random) so a burst of failures does not
 come back as a burst. ``Retry(delay)`` replaces the computed delay but still counts
 as a try; ``Reject`` dead-letters at once.
+
+Replaceable: ``Worker(app, retry_policy=...)`` takes any object with this ``decide``
+(a ``RetryPolicy``), e.g. a subclass of ``Retries`` (docs/worker.md).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from gridq.worker.middleware import Middleware
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from gridq.protocol import Job
     from gridq.worker.app import Task
     from gridq.worker.results import Outcome
-
-    from gridq.protocol import Job
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,16 @@ class Decision:
     reason: str = ""
 
 
-class Retries(Middleware):
+class RetryPolicy(Protocol):
+    def decide(self, job: Job, task: Task[Any, Any] | None, outcome: Outcome) -> Decision:
+        """A handler failed (``outcome.kind == "error"``): retry after a delay, or
+        dead-letter with a reason. Runs in the worker's settling thread: keep it quick."""
+        ...
+
+
+class Retries:
+    """The default policy; its arguments are the defaults for tasks that set none."""
+
     def __init__(self, retries: int = 3, backoff: float = 1.0, max_backoff: float = 300.0) -> None:
         self.retries = retries
         self.backoff = backoff

@@ -9,20 +9,14 @@ here reads the environment until ``load_worker_settings()`` is called.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from gridq import contract as c
+from gridq.contract import DEFAULT_POOL, PoolName
 from gridq.redisurl import validate_url
 from gridq.settings import GridqSettings, load
-
-PoolName = Literal["threads", "processes", "solo", "asyncio"]
-
-
-def _env(name: str) -> Any:
-    # Only the unprefixed name: the field name itself still works as a flag/TOML key
-    # because the base class sets populate_by_name.
-    return Field(validation_alias=AliasChoices(name))
 
 
 class WorkerSettings(GridqSettings):
@@ -40,16 +34,16 @@ class WorkerSettings(GridqSettings):
         "max_rss_mb": "worker_max_rss_mb",
     }
 
-    task_name: str = Field("", validation_alias=AliasChoices("TASK_NAME"))
-    node_id: str = Field("", validation_alias=AliasChoices("NODE_ID"))
-    instance_id: str = Field("", validation_alias=AliasChoices("INSTANCE_ID"))
-    input_url: str | None = Field(None, validation_alias=AliasChoices("INPUT_REDIS_URL"))
-    output_url: str | None = Field(None, validation_alias=AliasChoices("OUTPUT_REDIS_URL"))
-    input_queue: str = Field("", validation_alias=AliasChoices("INPUT_QUEUE"))
-    output_queue: str = Field("", validation_alias=AliasChoices("OUTPUT_QUEUE"))
+    task_name: str = Field("", validation_alias=AliasChoices(c.ENV_TASK_NAME))
+    node_id: str = Field("", validation_alias=AliasChoices(c.ENV_NODE_ID))
+    instance_id: str = Field("", validation_alias=AliasChoices(c.ENV_INSTANCE_ID))
+    input_url: str | None = Field(None, validation_alias=AliasChoices(c.ENV_INPUT_REDIS_URL))
+    output_url: str | None = Field(None, validation_alias=AliasChoices(c.ENV_OUTPUT_REDIS_URL))
+    input_queue: str = Field("", validation_alias=AliasChoices(c.ENV_INPUT_QUEUE))
+    output_queue: str = Field("", validation_alias=AliasChoices(c.ENV_OUTPUT_QUEUE))
 
     # GRIDQ_WORKER_POOL etc. (env_prefix GRIDQ_ + field name).
-    worker_pool: PoolName = "threads"
+    worker_pool: PoolName = DEFAULT_POOL
     worker_concurrency: int | None = Field(None, ge=1, le=10_000)
     # Jobs claimed beyond the running ones (None: same as concurrency, at least 8).
     worker_prefetch: int | None = Field(None, ge=0, le=10_000)

@@ -26,20 +26,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any
 
 import redis
-from gridq.worker.app import App
-from gridq.worker.broker import MAX_BATCH, Broker, Settlement, make_client
-from gridq.worker.metrics import Metrics
-from gridq.worker.middleware import Middleware, call
-from gridq.worker.pools import Pool, ProcessPool, make_pool
-from gridq.worker.results import DEAD, OK, Dispatch, Outcome
-from gridq.worker.retries import Retries
-from gridq.worker.settings import WorkerSettings, load_worker_settings
 
 from gridq import __version__, protocol
+from gridq import contract as c
 from gridq.errors import (
     EXIT_OK,
     EXIT_REDIS_AUTH,
@@ -48,42 +42,19 @@ from gridq.errors import (
     RedisUnavailable,
 )
 from gridq.metrics_http import MetricsServer
+from gridq.outage import OutageLog
 from gridq.queue import Queue
-from gridq.redisurl import check, explain, mask, mask_text
+from gridq.redisurl import check, explain, mask
+from gridq.worker.app import App
+from gridq.worker.broker import MAX_BATCH, Broker, Settlement, make_client
+from gridq.worker.metrics import Metrics
+from gridq.worker.middleware import Middleware, call, overriding
+from gridq.worker.pools import Pool, ProcessPool, make_pool
+from gridq.worker.results import DEAD, OK, Dispatch, Outcome
+from gridq.worker.retries import Retries, RetryPolicy
+from gridq.worker.settings import WorkerSettings, load_worker_settings
 
 log = logging.getLogger("gridq.worker")
-
-
-class _Outage:
-    """One log line when Redis goes away, one when it is back; backoff in between."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.down_since: float | None = None
-        self.recoveries = 0
-
-    def failed(self, exc: BaseException, url: str) -> float:
-        """Log (once per outage) and return how long to wait. Auth errors are fatal."""
-        err = explain(exc, url)
-        if isinstance(err, RedisAuthError):
-            raise err
-        with self._lock:
-            if self.down_since is None:
-                self.down_since = time.monotonic()
-                what = str(err) if err else mask_text(str(exc) or type(exc).__name__)
-                log.error("Redis trouble: %s; retrying with backoff", what)
-            waited = time.monotonic() - self.down_since
-        return min(2.0, 0.05 * 2 ** min(waited * 2, 6))
-
-    def ok(self) -> None:
-        if self.down_since is None:  # lock-free fast path: the hot case
-            return
-        with self._lock:
-            if self.down_since is None:
-                return
-            log.warning("Redis is reachable again after %.1f s", time.monotonic() - self.down_since)
-            self.down_since = None
-            self.recoveries += 1
 
 
 class Worker:
@@ -94,15 +65,18 @@ class Worker:
         *,
         burst: bool | None = None,
         middleware: Iterable[Middleware] = (),
+        retry_policy: RetryPolicy | None = None,
         install_signals: bool = True,
     ) -> None:
         self.app = app
         self.settings = s = settings if settings is not None else load_worker_settings()
         app.configure(s)
         if not app.input_url:
-            raise ConfigError("no input Redis URL: set INPUT_REDIS_URL or App(input_url=...)")
+            raise ConfigError(
+                f"no input Redis URL: set {c.ENV_INPUT_REDIS_URL} or App(input_url=...)"
+            )
         if not app.input_queue:
-            raise ConfigError("no input queue: set INPUT_QUEUE or App(input_queue=...)")
+            raise ConfigError(f"no input queue: set {c.ENV_INPUT_QUEUE} or App(input_queue=...)")
         self.input_url: str = app.input_url
         self.output_url: str = app.output_url or app.input_url
         self.queue: str = app.input_queue
@@ -123,7 +97,7 @@ class Worker:
 
         self._cond = threading.Condition()
         self._pending: int = 0  # claimed and not finished running (fetcher's budget)
-        self.retries = Retries()
+        self.retries: RetryPolicy = retry_policy if retry_policy is not None else Retries()
         self.metrics = Metrics(
             self.queue,
             {
@@ -138,6 +112,9 @@ class Worker:
             lambda: float(self._pending),
         )
         self.middleware: list[Middleware] = [self.metrics, *middleware]
+        # Per-job hooks only when some middleware has them: the hot path stays bare.
+        self._before_job = overriding(self.middleware, "before_job")
+        self._after_job = overriding(self.middleware, "after_job")
         self._unsettled = 0  # finished, outcome not yet written
         self._claimed: Counter[bytes] = Counter()  # claimed, not settled/requeued
         self._claimed_lock = threading.Lock()
@@ -151,7 +128,10 @@ class Worker:
         self._fatal: int | None = None
         self._fatal_msg = ""
         self._last_beat = 0.0
-        self._outage = _Outage()
+        # One line when Redis goes away, one when it is back; backoff in between.
+        self._outage = OutageLog(
+            log, down_level=logging.ERROR, up_message="Redis is reachable again after %.1f s"
+        )
         self._reconciled = 0
         self.metrics_port: int | None = None
         self.pool: Pool | None = None
@@ -210,6 +190,7 @@ class Worker:
                 self._on_done,
                 max_jobs_per_child=self.settings.worker_max_jobs_per_child,
                 max_rss_mb=self.settings.worker_max_rss_mb,
+                before=partial(call, self._before_job, "before_job") if self._before_job else None,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -343,7 +324,7 @@ class Worker:
                 break
             except redis.RedisError as exc:
                 try:
-                    time.sleep(self._outage.failed(exc, self.input_url))
+                    time.sleep(self._backoff(exc, self.input_url))
                 except RedisAuthError:
                     break
         # Not requeued (Redis gone)? They stay in the in-flight list, and the reaper of
@@ -420,7 +401,7 @@ class Worker:
                         continue
                     items = [one]
                     touch = True
-                self._outage.ok()
+                self._outage.up()
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 continue
@@ -448,9 +429,18 @@ class Worker:
         while not self._stopping and time.monotonic() < end:
             time.sleep(0.05)
 
+    def _backoff(self, exc: BaseException, url: str) -> float:
+        """Log (once per outage) and return how long to wait. Auth errors are fatal."""
+        err = explain(exc, url)
+        if isinstance(err, RedisAuthError):
+            raise err
+        what = str(err) if err else (str(exc) or type(exc).__name__)
+        self._outage.down(f"Redis trouble: {what}; retrying with backoff")
+        return min(2.0, 0.05 * 2 ** min(self._outage.waited() * 2, 6))
+
     def _redis_failed(self, exc: BaseException, url: str) -> None:
         try:
-            delay = self._outage.failed(exc, url)
+            delay = self._backoff(exc, url)
         except RedisAuthError as err:
             self._fatal_msg = str(err)
             log.error("%s", err)
@@ -488,6 +478,8 @@ class Worker:
 
     def _on_done(self, d: Dispatch, out: Outcome) -> None:
         # Called once per job by the pool, from whichever thread finished it.
+        if self._after_job and d.handler is not None:  # it ran (else on_dead only)
+            call(self._after_job, "after_job", d.job, out.task, out)
         with self._cond:
             self._pending -= 1
             self._unsettled += 1
@@ -558,7 +550,7 @@ class Worker:
         while True:
             try:
                 missing = self.broker.settle(s)
-                self._outage.ok()
+                self._outage.up()
                 break
             except redis.RedisError as exc:
                 if self._force or (end is not None and time.monotonic() > end):
@@ -637,11 +629,7 @@ class Worker:
                     next_reap = now + reap_every
                 if not self._stopping:
                     b.promote()
-                self._outage.ok()
+                self._outage.up()
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 next_beat = time.monotonic()  # renew as soon as Redis is back
-
-
-def run_worker(app: App, settings: WorkerSettings | None = None, **kw: Any) -> int:
-    return Worker(app, settings, **kw).run()

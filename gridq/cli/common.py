@@ -177,7 +177,3 @@ def _detail(resp: Any) -> str:
 def hub_client(url: str | None = None, token: str | None = None) -> HubClient:
     u, t = hub_location(url, token)
     return HubClient(u, t)
-
-
-def stdin_is_tty() -> bool:
-    return sys.stdin.isatty()

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "bench": "gridq.cli.bench_cmd:bench",
     "doctor": "gridq.cli.doctor_cmd:doctor",
     "celery": "gridq.cli.celery_cmd:celery",
+    "migrate": "gridq.cli.migrate_cmd:migrate",
 }
 
 

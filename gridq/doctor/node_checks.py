@@ -20,22 +20,12 @@ import psutil
 
 from gridq.doctor.checks import Check, fail, ok, warn
 from gridq.doctor.task_checks import TaskInfo
+from gridq.platform import norm_arch
+from gridq.redisurl import parse_multi
 
 DISK_WARN_GB = 5.0
 DISK_FAIL_GB = 1.0
 PROBE_LABEL = "gridq.doctor"
-ARCH_ALIASES = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "armv7l": "arm",
-    "armhf": "arm",
-    "i386": "386",
-    "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-}
 TARGET = "this node"
 
 _PROBE_PY = r"""
@@ -101,10 +91,6 @@ def skipped_for_process() -> list[Check]:
     ]
 
 
-def normal_arch(arch: str) -> str:
-    return ARCH_ALIASES.get(arch.lower(), arch.lower())
-
-
 def docker_engine() -> tuple[Check, Any]:
     """(check, docker client or None)."""
     try:
@@ -142,14 +128,14 @@ def docker_engine() -> tuple[Check, Any]:
         ), None
     return ok(
         "node.docker",
-        f"Docker {info.get('ServerVersion', '?')} on {info.get('OSType', 'linux')}/{normal_arch(str(info.get('Architecture', '')))}",
+        f"Docker {info.get('ServerVersion', '?')} on {info.get('OSType', 'linux')}/{norm_arch(str(info.get('Architecture', '')))}",
         TARGET,
     ), client
 
 
 def engine_platform(client: Any) -> tuple[str, str]:
     info = client.info()
-    return str(info.get("OSType") or "linux"), normal_arch(str(info.get("Architecture") or ""))
+    return str(info.get("OSType") or "linux"), norm_arch(str(info.get("Architecture") or ""))
 
 
 def image_for(task: TaskInfo, os_: str, arch: str) -> str | None:
@@ -196,7 +182,7 @@ def check_arch(client: Any, tasks: list[TaskInfo]) -> list[Check]:
                 )
             )
             continue
-        img_arch = normal_arch(str(img.attrs.get("Architecture") or ""))
+        img_arch = norm_arch(str(img.attrs.get("Architecture") or ""))
         img_os = str(img.attrs.get("Os") or "linux")
         if (img_os, img_arch) != (os_, arch):
             out.append(
@@ -282,7 +268,7 @@ def _pick_probe_images(client: Any, cfg: NodeConfig, task: TaskInfo, arch: str) 
         cands.append(ref)
     try:
         for img in client.images.list():
-            if normal_arch(str(img.attrs.get("Architecture") or "")) != arch:
+            if norm_arch(str(img.attrs.get("Architecture") or "")) != arch:
                 continue
             for tag in img.tags:
                 if any(w in tag for w in ("busybox", "alpine")):
@@ -344,10 +330,14 @@ def check_network(client: Any, cfg: NodeConfig, tasks: list[TaskInfo]) -> list[C
             continue
         done: set[tuple[str, int]] = set()
         for url in (t.input_redis, t.out_redis):
+            multi = parse_multi(url)
             p = urlsplit(url)
-            if p.scheme == "unix" or not p.hostname:
+            if multi:  # a cluster node or a sentinel: the first one named
+                host, port = multi.hosts[0]
+            elif p.scheme == "unix" or not p.hostname:
                 continue
-            host, port = p.hostname, p.port or 6379
+            else:
+                host, port = p.hostname, p.port or 6379
             if (host, port) in done:
                 continue
             done.add((host, port))

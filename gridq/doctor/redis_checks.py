@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gridq.doctor.checks import Check, fail, ok, warn
-from gridq.redisurl import client, explain, mask, validate_url
+from gridq.redisurl import client, direct_url, explain, mask, password_of, validate_url
 
 MIN_VERSION = (6, 2)
 LATENCY_WARN_MS = 25.0
@@ -110,14 +110,14 @@ def credentials(url: str, target: str, timeout: float = 2.0) -> tuple[Check, Che
             None,
         )
     try:
-        reply = raw_auth(url, timeout)
+        reply = raw_auth(direct_url(url, timeout), timeout)
     except (OSError, ssl.SSLError) as exc:
         err = explain(exc, url)
         saw = str(err) if err else f"Redis at {mask(url)} is unreachable: {exc}"
         return fail("redis.reachable", saw, _unreachable_fix(saw), target), None
     reach = ok("redis.reachable", "answered", target)
     low = reply.lower()
-    has_pw = urlsplit(url).password is not None or bool(urlsplit(url).username)
+    has_pw = password_of(url) is not None or bool(urlsplit(url).username)
     if "without any password configured" in low or "no password is set" in low:
         return reach, fail(
             "redis.credentials",

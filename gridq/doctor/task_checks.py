@@ -17,14 +17,12 @@ from urllib.parse import urlsplit
 from gridq import protocol
 from gridq.doctor.checks import Check, fail, ok, warn
 from gridq.doctor.placement import runtime_mismatch
-from gridq.keys import PREFIX, QueueKeys
+from gridq.keys import PREFIX, QueueKeys, queue_of
 from gridq.queue import Queue
+from gridq.redisurl import parse_multi
 
 IDLE_AFTER = 60.0  # seconds without a claim while jobs wait: nobody listens
 SCAN_LIMIT = 20_000  # keys looked at when hunting for unread queues
-_SUFFIXES = {"stats", "consumers", "last_claim", "delayed", "dead", "paused"} | {
-    f"p{i}" for i in range(1, protocol.MAX_PRIORITY + 1)
-}
 
 
 @dataclass
@@ -83,6 +81,9 @@ class TaskInfo:
 
 def redis_identity(url: str) -> tuple[str, int, int]:
     """(host, port, db) of a Redis URL, masked or not: two URLs naming the same Redis match."""
+    multi = parse_multi(url)
+    if multi:
+        return (",".join(sorted(f"{h}:{p}" for h, p in multi.hosts)).lower(), 0, multi.db)
     p = urlsplit(url)
     db = 0
     path = p.path.strip("/")
@@ -337,17 +338,12 @@ def gridq_queue_names(conn: Any, lists: list[str], limit: int = SCAN_LIMIT) -> s
     """Queues this Redis holds gridq state for (stats, claims, dead letters, ...), plus
     bare lists whose oldest item is a gridq envelope."""
     names: set[str] = set()
-    head = f"{PREFIX}:q:"
-    for n, key in enumerate(conn.scan_iter(match=f"{head}*", count=1000)):
+    for n, key in enumerate(conn.scan_iter(match=f"{PREFIX}:q:*", count=1000)):
         if n >= limit:
             break
-        rest = _decode(key)[len(head) :]
-        if ":inflight:" in rest:
-            names.add(rest.split(":inflight:", 1)[0])
-            continue
-        base, _, suffix = rest.rpartition(":")
-        if base and suffix in _SUFFIXES:
-            names.add(base)
+        name = queue_of(_decode(key))
+        if name:
+            names.add(name)
     for name in lists:
         oldest = conn.lindex(name, -1)
         if oldest is not None and protocol._looks_like_envelope(oldest):

@@ -19,8 +19,7 @@ from gridq.doctor.runner import exit_code, run_server, summary
 from gridq.doctor.task_checks import TaskInfo
 
 from ..deps import AdminDep, SettingsDep, StoreDep
-from .nodes import node_out
-from .tasks import _render
+from ..views import node_out, render_tasks
 
 router = APIRouter(prefix="/api/doctor", tags=["doctor"], dependencies=[AdminDep])
 
@@ -40,15 +39,15 @@ async def doctor(
         default=1.0, ge=0, le=10, description="seconds between two looks at each queue"
     ),
 ) -> DoctorOut:
-    recs = await store.list_tasks()
-    rendered = await _render(store, recs, live=False)
+    recs = await store.tasks.all()
+    rendered = await render_tasks(store, recs, live=False)
     tasks: list[TaskInfo] = []
     for rec, out in zip(recs, rendered, strict=True):
         body: dict[str, Any] = rec.spec.model_dump()
         body["status"] = out.status
         body["instances"] = out.instances.model_dump() if out.instances else None
         tasks.append(TaskInfo.from_dict(body))
-    nodes = [node_out(v).model_dump() for v in await store.list_nodes()]
+    nodes = [node_out(v).model_dump() for v in await store.nodes.all()]
     results = await asyncio.to_thread(
         run_server,
         settings.redis_url,

@@ -15,4 +15,4 @@ router = APIRouter(prefix="/api/events", tags=["observability"], dependencies=[A
 async def events(
     store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> list[dict[str, Any]]:
-    return await store.events(limit)
+    return await store.events.recent(limit)

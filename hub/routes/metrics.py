@@ -14,6 +14,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..deps import AdminDep, StoreDep
+from ..store import counts
+from ..views import running_by_task
 
 router = APIRouter(tags=["observability"], dependencies=[AdminDep])
 
@@ -34,20 +36,16 @@ class _Snapshot(Collector):
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 async def metrics(request: Request, store: StoreDep) -> Response:
-    nodes = await store.list_nodes()
-    tasks = await store.list_tasks()
-    summary = await store.summary()
-    stats = await store.stats_many(t.spec for t in tasks)
+    nodes = await store.nodes.all()
+    tasks = await store.tasks.all()
+    summary = await store.scheduling.summary()
+    stats = await store.figures.stats_many(t.spec for t in tasks)
 
     by_status = {s: 0 for s in NODE_STATUSES}
-    running: dict[str, int] = {}
     for n in nodes:
         by_status[n.status] = by_status.get(n.status, 0) + 1
-        if n.status in ("offline", "left"):
-            continue
-        for i in n.instances:
-            if i.state == "running":
-                running[i.task] = running.get(i.task, 0) + 1
+    by_node = running_by_task({n.node_id: n.record for n in nodes if counts(n.status)})
+    running = {task: sum(per_node.values()) for task, per_node in by_node.items()}
 
     g_nodes = GaugeMetricFamily("gridq_hub_nodes", "Nodes by status", labels=["status"])
     for s, c in sorted(by_status.items()):

@@ -52,7 +52,7 @@ async def register(
             422,
             detail=f"node protocol {req.protocol} is not supported; this hub speaks {PROTOCOL_VERSION}",
         )
-    resp, resumed = await store.register_node(req)
+    resp, resumed = await store.nodes.register(req)
     log.info(
         "node %s %s (%s, %s, %d slots)",
         resp.node_id,
@@ -63,9 +63,9 @@ async def register(
     )
     # Place work now, so the answer (?assignments=true) or else the first heartbeat
     # already carries assignments.
-    await store.schedule()
+    await store.scheduling.schedule()
     return Response(
-        content=await store.register_answer(resp, assignments), media_type="application/json"
+        content=await store.nodes.register_answer(resp, assignments), media_type="application/json"
     )
 
 
@@ -84,7 +84,7 @@ async def heartbeat(
     # Successful heartbeats are answered by hub/fastpath.py before the router; this
     # route answers the rest (401/410/422/503) and documents the endpoint.
     try:
-        body = await store.heartbeat(node_id, secret, hb)
+        body = await store.nodes.heartbeat(node_id, secret, hb)
     except NodeGone:
         raise HTTPException(status.HTTP_410_GONE, detail=_GONE) from None
     except NodeAuthError:
@@ -104,12 +104,12 @@ async def heartbeat(
 )
 async def leave(node_id: str, secret: NodeSecretDep, store: StoreDep) -> Response:
     try:
-        await store.authenticate_node(node_id, secret)
+        await store.nodes.authenticate(node_id, secret)
     except NodeGone:
         raise HTTPException(status.HTTP_410_GONE, detail=_GONE) from None
     except NodeAuthError:
         raise unauthorized(_AUTH) from None
-    await store.leave(node_id)
+    await store.nodes.leave(node_id)
     log.info("node %s left", node_id)
-    await store.schedule()
+    await store.scheduling.schedule()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from ..deps import AdminDep, StoreDep
+from ..store import counts
 
 router = APIRouter(prefix="/api/prometheus", tags=["observability"], dependencies=[AdminDep])
 
@@ -42,8 +43,8 @@ def target_group(url: str, labels: dict[str, str]) -> TargetGroup | None:
 @router.get("/targets", response_model=list[TargetGroup], summary="http_sd_configs targets")
 async def targets(store: StoreDep) -> list[Any]:
     out = []
-    for node in await store.list_nodes():
-        if node.status in ("offline", "left"):
+    for node in await store.nodes.all():
+        if not counts(node.status):
             continue
         for inst in node.instances:
             if inst.state != "running" or not inst.metrics_url:

@@ -14,8 +14,12 @@ from gridq.errors import RedisAuthError, RedisUnavailable
 from gridq.redisurl import check, mask
 
 from ..deps import AdminDep, SettingsDep, StoreDep
-from ..models import Instances, Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
+from ..errors import unprocessable, validation_detail
+from ..gridcore import SequenceMessage, sequence_message
+from ..gridnode_store import GridNodeStore
+from ..models import Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
 from ..store import Store, worker_spec
+from ..views import render_tasks
 
 log = logging.getLogger("gridq.hub")
 
@@ -25,14 +29,6 @@ ValidateQ = Annotated[
     bool, Query(description="connect to the task's Redis (AUTH + PING) before accepting it")
 ]
 LiveQ = Annotated[bool, Query(description="include live queue figures (one Redis call per task)")]
-
-
-def _unprocessable(field: str, msg: str) -> HTTPException:
-    loc = ["body", field]
-    return HTTPException(
-        422,
-        detail=[{"loc": loc, "field": field, "msg": msg, "type": "redis_check"}],
-    )
 
 
 async def _check_redis(spec: TaskSpec, timeout: float, fields: set[str] | None = None) -> None:
@@ -46,44 +42,11 @@ async def _check_redis(spec: TaskSpec, timeout: float, fields: set[str] | None =
         try:
             await anyio.to_thread.run_sync(check, url, timeout)
         except (RedisAuthError, RedisUnavailable) as exc:
-            raise _unprocessable(field, str(exc)) from None
-
-
-def _status(rec: TaskRecord, scheduling: str, current: str | None) -> str:
-    if rec.finished:
-        return "finished"
-    if rec.paused:
-        return "paused"
-    if scheduling == "sequential" and rec.spec.name != current:
-        return "waiting"
-    return "active"
-
-
-async def _render(store: Store, recs: list[TaskRecord], live: bool) -> list[TaskOut]:
-    summary = await store.summary()
-    running = await store.running_by_task()
-    state = await store.state()
-    current = state.get("seq_current") or None
-    stats = await store.stats_many(r.spec for r in recs) if live else {}
-    out = []
-    for rec in recs:
-        name = rec.spec.name
-        sm = summary.get(name, {})
-        counts = Instances(
-            desired=int(sm.get("desired", 0)),
-            placed=int(sm.get("placed", 0)),
-            running=sum(running.get(name, {}).values()),
-            by_node=running.get(name, {}),
-        )
-        figures = await store.live(rec.spec, stats[name]) if live else None
-        out.append(
-            TaskOut.build(rec, _status(rec, store.settings.scheduling, current), figures, counts)
-        )
-    return out
+            raise unprocessable(field, str(exc)) from None
 
 
 async def _get(store: Store, name: str) -> TaskRecord:
-    rec = await store.get_task(name)
+    rec = await store.tasks.get(name)
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
     return rec
@@ -103,7 +66,7 @@ async def create_task(
     body: TaskCreate, store: StoreDep, settings: SettingsDep, validate: ValidateQ = True
 ) -> TaskOut:
     spec = body.normalised()
-    if await store.get_task(spec.name) is not None:
+    if await store.tasks.get(spec.name) is not None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail=f"a task named {spec.name!r} exists; PATCH it or DELETE it first",
@@ -114,7 +77,7 @@ async def create_task(
     rec = TaskRecord(
         spec=spec, spec_hash=worker_spec(spec).spec_hash, created_at=now, updated_at=now
     )
-    if not await store.create_task(rec):
+    if not await store.tasks.create(rec):
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"a task named {spec.name!r} exists")
     log.info(
         "task %s registered (input %s queue %s)",
@@ -122,49 +85,52 @@ async def create_task(
         mask(spec.input_redis),
         spec.input_queue,
     )
-    await store.event(f"task {spec.name} registered")
-    await store.schedule()
-    return (await _render(store, [rec], live=False))[0]
+    await store.events.add(f"task {spec.name} registered")
+    await store.scheduling.schedule()
+    return (await render_tasks(store, [rec], live=False))[0]
 
 
 @router.get("", response_model=list[TaskOut], summary="list tasks with live figures")
 async def list_tasks(store: StoreDep, live: LiveQ = True) -> list[TaskOut]:
-    return await _render(store, await store.list_tasks(), live)
+    return await render_tasks(store, await store.tasks.all(), live)
 
 
 @router.post(
     "/next",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task and start the next one",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def next_task(store: StoreDep, settings: SettingsDep) -> Message:
+async def next_task(store: StoreDep, settings: SettingsDep) -> SequenceMessage:
     return await _sequence(store, settings.scheduling, "next")
 
 
 @router.post(
     "/finish",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task (the last one: nothing runs)",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def finish_task(store: StoreDep, settings: SettingsDep) -> Message:
+async def finish_task(store: StoreDep, settings: SettingsDep) -> SequenceMessage:
     return await _sequence(store, settings.scheduling, "finish")
 
 
-async def _sequence(store: Store, scheduling: str, action: str) -> Message:
+async def _sequence(store: Store, scheduling: str, action: str) -> SequenceMessage:
     if scheduling != "sequential":
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="the hub schedules in parallel; /next and /finish need GRIDQ_HUB_SCHEDULING=sequential",
         )
-    changed, msg, current = await store.sequence(action)
-    return Message(ok=True, changed=changed, message=msg, current=current)
+    previous = await GridNodeStore(store).current_name()
+    changed, msg, current = await store.scheduling.sequence(action)
+    return sequence_message(
+        Message(ok=True, changed=changed, message=msg, current=current), previous
+    )
 
 
 @router.get("/{name}", response_model=TaskOut, responses={404: {"description": "no such task"}})
 async def get_task(name: str, store: StoreDep, live: LiveQ = True) -> TaskOut:
-    return (await _render(store, [await _get(store, name)], live))[0]
+    return (await render_tasks(store, [await _get(store, name)], live))[0]
 
 
 @router.patch(
@@ -186,8 +152,6 @@ async def patch_task(
     try:
         spec = TaskCreate.model_validate(merged).normalised()
     except ValidationError as exc:
-        from ..main import validation_detail
-
         raise HTTPException(422, detail=validation_detail(exc.errors(), ("body",))) from None
     if validate:
         touched = {f for f in ("input_redis", "output_redis") if f in changes}
@@ -215,22 +179,22 @@ async def patch_task(
     responses={404: {"description": "no such task"}},
 )
 async def delete_task(name: str, store: StoreDep) -> Response:
-    if not await store.delete_task(name):
+    if not await store.tasks.delete(name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
     log.info("task %s deleted", name)
-    await store.event(f"task {name} deleted")
-    await store.schedule()
+    await store.events.add(f"task {name} deleted")
+    await store.scheduling.schedule()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 async def _save(store: Store, rec: TaskRecord, what: str) -> TaskOut:
     """Store a changed task (404 if it was deleted meanwhile), log the event, re-place."""
     name = rec.spec.name
-    if not await store.put_task(rec):
+    if not await store.tasks.put(rec):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
-    await store.event(f"task {name} {what}")
-    await store.schedule()
-    return (await _render(store, [rec], live=False))[0]
+    await store.events.add(f"task {name} {what}")
+    await store.scheduling.schedule()
+    return (await render_tasks(store, [rec], live=False))[0]
 
 
 async def _set_paused(store: Store, name: str, paused: bool) -> TaskOut:

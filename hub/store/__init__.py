@@ -11,32 +11,45 @@ computed by passes triggered by changes (task, node registration, stop, delete) 
 a periodic pass (offline nodes, autoscale, sequential auto-advance), and stored per
 node ready to send.
 
-One module per concept, combined into ``Store``; every key is named in gridq/keys.py:
+``Store`` composes sub-stores over one connection; every key is named in gridq/keys.py:
 
-- base.py: the connection (pool, registered scripts); scripts.py: the Lua scripts
-- events.py: the event log; tasks.py: task records; specs.py: a task as nodes and the
-  scheduler see it; figures.py: live queue figures and rates
-- nodes.py: register, authenticate, heartbeat, leave, stop, delete;
-  node_views.py: nodes read back with their status
-- scheduling.py: scheduling passes, the lock, sequential mode
+- ``store.tasks`` (tasks.py): task records
+- ``store.nodes`` (nodes.py, node_views.py): register, authenticate, heartbeat, leave,
+  stop, delete; nodes read back with their status
+- ``store.figures`` (figures.py): live queue figures and rates from the tasks' Redis
+- ``store.events`` (events.py): the event log
+- ``store.scheduling`` (placement_pass.py): the scheduling service over the four:
+  passes (steps in pass_steps.py), the lock (lock.py), sequential mode
+
+base.py: the connection; scripts.py: the Lua scripts; specs.py: a task as nodes and
+the scheduler see it.
 """
 
 from __future__ import annotations
 
-from .node_views import NodeView
-from .nodes import NODE_ID_RE, NodeAuthError, NodeGone, NodeStore, secret_hash
-from .scheduling import Coalescer, Scheduler
+import redis.asyncio as aioredis
+
+from ..config import HubSettings
+from .base import connect
+from .events import Events
+from .figures import Figures
+from .node_views import NodeView, counts
+from .nodes import NODE_ID_RE, NodeAuthError, NodeGone, Nodes, secret_hash
+from .placement_pass import SchedulingService
 from .specs import CELERY_COMMAND, celery_queues, demand_of, spec_hash_of, worker_spec
+from .tasks import Tasks
 
 __all__ = [
     "CELERY_COMMAND",
     "NODE_ID_RE",
-    "Coalescer",
     "NodeAuthError",
     "NodeGone",
     "NodeView",
+    "Nodes",
+    "SchedulingService",
     "Store",
     "celery_queues",
+    "counts",
     "demand_of",
     "secret_hash",
     "spec_hash_of",
@@ -44,5 +57,28 @@ __all__ = [
 ]
 
 
-class Store(NodeStore, Scheduler):
+class Store:
     """All of the hub's state in Redis: one object per hub, shared by every request."""
+
+    def __init__(self, settings: HubSettings, conn: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self.r = conn or connect(settings)
+        self.events = Events(self.r)
+        self.tasks = Tasks(self.r)
+        self.figures = Figures(self.r, settings)
+        self.nodes = Nodes(self.r, settings, self.events)
+        self.scheduling = SchedulingService(
+            self.r,
+            settings,
+            tasks=self.tasks,
+            nodes=self.nodes,
+            figures=self.figures,
+            events=self.events,
+        )
+
+    async def ping(self) -> None:
+        await self.r.ping()
+
+    async def close(self) -> None:
+        await self.r.aclose()
+        self.figures.close()

@@ -8,14 +8,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio.to_thread
+import redis
+import redis.asyncio as aioredis
 
 from gridq import keys
 from gridq.queue import Queue
 from gridq.redisurl import client as redis_client
 from gridq.redisurl import explain, mask_text
 
+from ..config import HubSettings
 from ..models import LiveFigures, TaskSpec
-from .base import StoreBase
 from .specs import celery_queues
 
 RATE_SAMPLE_EVERY = 5.0  # seconds between rate samples
@@ -23,7 +25,18 @@ RATE_SAMPLES = 60  # kept per task (5 minutes at one per 5 s)
 RATE_WINDOW = 60.0  # seconds the rate is averaged over
 
 
-class FigureStore(StoreBase):
+class Figures:
+    def __init__(self, r: aioredis.Redis, settings: HubSettings) -> None:
+        self.r = r
+        self.settings = settings
+        # Sync clients to the tasks' own Redis servers; a cache of connections, not state.
+        self._task_clients: dict[str, redis.Redis] = {}
+
+    def close(self) -> None:
+        for c in self._task_clients.values():
+            c.close()
+        self._task_clients.clear()
+
     def _queue(self, url: str, name: str) -> Queue:
         conn = self._task_clients.get(url)
         if conn is None:

@@ -1,5 +1,7 @@
 """Node lifecycle: register (or resume), authenticate, heartbeat, leave, stop, delete.
 
+``store.nodes``: this lifecycle on top of the reads in node_views.py.
+
 A heartbeat is one round trip (scripts.HEARTBEAT): check the node, record the
 heartbeat, return the precomputed assignments.
 """
@@ -15,23 +17,28 @@ import secrets
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from gridq import keys
+from gridq.errors import PermanentError
 from gridq.nodeproto import Heartbeat, NodeInfo, RegisterRequest, RegisterResponse
 
+from ..config import HubSettings
+from . import scripts
 from .base import dumps
-from .events import EventStore
-from .node_views import NodeViewStore
+from .events import Events
+from .node_views import NodeViews
 
 log = logging.getLogger("gridq.hub")
 
 NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-class NodeAuthError(Exception):
+class NodeAuthError(PermanentError):
     """Unknown node id or wrong secret (401)."""
 
 
-class NodeGone(Exception):
+class NodeGone(PermanentError):
     """The node was deleted (410): it must register again."""
 
 
@@ -55,8 +62,14 @@ def _slug(hostname: str) -> str:
     return s or "node"
 
 
-class NodeStore(EventStore, NodeViewStore):
-    async def register_node(self, req: RegisterRequest) -> tuple[RegisterResponse, bool]:
+class Nodes(NodeViews):
+    def __init__(self, r: aioredis.Redis, settings: HubSettings, events: Events) -> None:
+        super().__init__(r, settings)
+        self.events = events
+        self._heartbeat = r.register_script(scripts.HEARTBEAT)
+        self._auth_read = r.register_script(scripts.AUTH_READ)
+
+    async def register(self, req: RegisterRequest) -> tuple[RegisterResponse, bool]:
         """Returns the response and whether an existing identity was resumed."""
         now = time.time()
         record = dumps(
@@ -82,7 +95,7 @@ class NodeStore(EventStore, NodeViewStore):
                 pipe.hset(keys.HUB_NODE_CAPS, req.node_id, caps_json(req.info, False))
                 pipe.zadd(keys.HUB_NODE_SEEN, {req.node_id: now})
                 await pipe.execute()
-                await self.event(f"node {req.node_id} ({req.info.hostname}) resumed")
+                await self.events.add(f"node {req.node_id} ({req.info.hostname}) resumed")
                 return (
                     RegisterResponse(
                         node_id=req.node_id,
@@ -108,7 +121,7 @@ class NodeStore(EventStore, NodeViewStore):
         pipe.hset(keys.HUB_NODE_CAPS, node_id, caps_json(req.info, False))
         pipe.zadd(keys.HUB_NODE_SEEN, {node_id: now})
         await pipe.execute()
-        await self.event(f"node {node_id} ({req.info.hostname}) registered")
+        await self.events.add(f"node {node_id} ({req.info.hostname}) registered")
         return (
             RegisterResponse(
                 node_id=node_id, secret=secret, heartbeat_interval=self.settings.heartbeat_interval
@@ -136,7 +149,7 @@ class NodeStore(EventStore, NodeViewStore):
             f'{body[:-1]},"assignments":{assignments},"spec_version":{int(version or 0)}}}'
         ).encode()
 
-    async def authenticate_node(self, node_id: str, secret: str) -> None:
+    async def authenticate(self, node_id: str, secret: str) -> None:
         """Raise NodeGone (410) or NodeAuthError (401); constant-time on the secret."""
         if not NODE_ID_RE.match(node_id):
             raise NodeAuthError("unknown node")
@@ -155,7 +168,7 @@ class NodeStore(EventStore, NodeViewStore):
     async def heartbeat(self, node_id: str, secret: str, hb: Heartbeat) -> bytes:
         """Authenticate and record the heartbeat in one round trip (see _HEARTBEAT);
         return the HeartbeatResponse JSON, ready to send. Raises NodeGone (410) or
-        NodeAuthError (401) like authenticate_node."""
+        NodeAuthError (401) like authenticate."""
         if not NODE_ID_RE.match(node_id):
             raise NodeAuthError("unknown node")
         now = time.time()
@@ -199,12 +212,12 @@ class NodeStore(EventStore, NodeViewStore):
         pipe.hdel(keys.HUB_ASSIGNMENTS, node_id)
         pipe.hincrby(keys.HUB_STATE, "spec_version", 1)
         await pipe.execute()
-        await self.event(f"node {node_id} left")
+        await self.events.add(f"node {node_id} left")
 
     async def request_stop(self, node_id: str) -> bool:
         ok = await self._update_meta(node_id, stop=True)
         if ok:
-            await self.event(f"node {node_id}: stop requested")
+            await self.events.add(f"node {node_id}: stop requested")
         return ok
 
     async def _update_meta(self, node_id: str, **changes: Any) -> bool:
@@ -216,7 +229,7 @@ class NodeStore(EventStore, NodeViewStore):
         await self.r.hset(keys.HUB_NODE_META, node_id, dumps(meta))
         return True
 
-    async def delete_node(self, node_id: str) -> bool:
+    async def delete(self, node_id: str) -> bool:
         pipe = self.r.pipeline(transaction=True)
         pipe.hdel(keys.HUB_NODE_META, node_id)
         pipe.hdel(keys.HUB_NODES, node_id)
@@ -228,5 +241,5 @@ class NodeStore(EventStore, NodeViewStore):
         pipe.hincrby(keys.HUB_STATE, "spec_version", 1)
         res = await pipe.execute()
         if res[0]:
-            await self.event(f"node {node_id} deleted")
+            await self.events.add(f"node {node_id} deleted")
         return bool(res[0])

@@ -1,13 +1,13 @@
 """The hub's Lua scripts: the steps that must read and write Redis in one atomic round trip.
 
-Registered by StoreBase (base.py); the keys they touch are named in gridq/keys.py and
+Registered by the sub-store that runs each; the keys they touch are named in gridq/keys.py and
 passed in as KEYS, never spelled here.
 """
 
 from __future__ import annotations
 
 # The whole heartbeat in one round trip: authenticate, record, answer.
-# - 410 before 401, as authenticate_node: a deleted node is told to register again.
+# - 410 before 401, as Nodes.authenticate: a deleted node is told to register again.
 # - The presented secret's SHA-256 (hex, computed by the hub, always 64 characters) is
 #   compared with the stored one in constant time: every byte is XORed and OR-ed in,
 #   no early exit, and an unknown node is compared against a dummy hash. (This is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from gridq import contract as c
 from gridq.nodeproto import WorkerSpec
 
 from ..models import TaskSpec
@@ -26,22 +27,22 @@ def worker_spec(spec: TaskSpec) -> WorkerSpec:
     env: dict[str, str] = dict(spec.env)
     env.update(
         {
-            "TASK_NAME": spec.name,
-            "INPUT_REDIS_URL": spec.input_redis,
-            "OUTPUT_REDIS_URL": spec.out_redis,
-            "INPUT_QUEUE": spec.input_queue,
-            "OUTPUT_QUEUE": spec.output_queue,
-            "GRIDQ_WORKER_POOL": spec.pool,
+            c.ENV_TASK_NAME: spec.name,
+            c.ENV_INPUT_REDIS_URL: spec.input_redis,
+            c.ENV_OUTPUT_REDIS_URL: spec.out_redis,
+            c.ENV_INPUT_QUEUE: spec.input_queue,
+            c.ENV_OUTPUT_QUEUE: spec.output_queue,
+            c.ENV_WORKER_POOL: spec.pool,
         }
     )
     if spec.concurrency is not None:
-        env["GRIDQ_WORKER_CONCURRENCY"] = str(spec.concurrency)
+        env[c.ENV_WORKER_CONCURRENCY] = str(spec.concurrency)
     command = spec.command
     if spec.kind == "celery":
         # The wrapper (gridq.worker.celery) reads the app and queues from here and the
         # broker URL from INPUT_REDIS_URL: nothing secret on the command line.
         env["GRIDQ_CELERY_APP"] = spec.app or ""
-        env["INPUT_QUEUE"] = ",".join(spec.queues) if spec.queues else spec.input_queue
+        env[c.ENV_INPUT_QUEUE] = ",".join(spec.queues) if spec.queues else spec.input_queue
         if not command and not (spec.image or spec.images):
             command = CELERY_COMMAND
     body: dict[str, Any] = {

@@ -10,18 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gridq.errors import GridqError
 from gridq.nodeproto import WorkerSpec
 
 ObservedState = Literal["starting", "running", "exited"]
 
 
-class StartFailed(Exception):
+class StartFailed(GridqError):
     """The instance could not be started; ``diagnosis`` says why in plain words."""
 
-    def __init__(self, diagnosis: str, *, retryable: bool = True) -> None:
+    def __init__(self, diagnosis: str) -> None:
         super().__init__(diagnosis)
         self.diagnosis = diagnosis
-        self.retryable = retryable
 
 
 @dataclass

@@ -22,19 +22,11 @@ from typing import Any
 import docker
 import docker.errors
 from docker.types import LogConfig
-from gridq.node.config import NodeSettings
-from gridq.node.diagnose import (
-    diagnose,
-    elf_platform,
-    normalize_arch,
-    same_platform,
-    start_failure,
-)
-from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
 
 from gridq.contract import (
     ENV_METRICS_PORT,
     LABEL_AGENT,
+    LABEL_GRIDCORE_TASK,
     LABEL_INDEX,
     LABEL_INSTANCE,
     LABEL_METRICS_PORT,
@@ -42,6 +34,10 @@ from gridq.contract import (
     LABEL_SPEC,
     LABEL_TASK,
 )
+from gridq.node.config import NodeSettings
+from gridq.node.diagnose import diagnose, elf_platform, start_failure
+from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
+from gridq.platform import norm_arch, same_platform
 from gridq.ports import free_port
 from gridq.redisurl import mask_text
 
@@ -88,7 +84,7 @@ class DockerRuntime:
             ) from None
         self.platform = (
             settings.platform
-            or f"{info.get('OSType', 'linux')}/{normalize_arch(info.get('Architecture', ''))}"
+            or f"{info.get('OSType', 'linux')}/{norm_arch(info.get('Architecture', ''))}"
         )
         self._cpus = int(info.get("NCPU") or 1)
         self._mem_mb = int(info.get("MemTotal") or 0) // 2**20
@@ -205,7 +201,7 @@ class DockerRuntime:
         return ref
 
     def _image_platform(self, attrs: dict[str, Any]) -> str:
-        plat = f"{attrs.get('Os', 'linux')}/{normalize_arch(attrs.get('Architecture', ''))}"
+        plat = f"{attrs.get('Os', 'linux')}/{norm_arch(attrs.get('Architecture', ''))}"
         return plat + (f"/{attrs['Variant']}" if attrs.get("Variant") else "")
 
     def ensure_image(self, ref: str) -> None:
@@ -277,6 +273,7 @@ class DockerRuntime:
             LABEL_INDEX: str(inst.index),
             LABEL_SPEC: inst.spec.spec_hash,
             LABEL_METRICS_PORT: str(port),
+            LABEL_GRIDCORE_TASK: inst.task,
         }
 
     def _create_args(
@@ -306,8 +303,9 @@ class DockerRuntime:
             "stop_signal": "SIGTERM",
             "detach": True,
         }
-        if inst.spec.resources.cpus:
-            kwargs["nano_cpus"] = int(inst.spec.resources.cpus * 1e9)
+        # Default: an equal share of the node's CPUs per slot (docs/node.md).
+        cpus = inst.spec.resources.cpus or self._cpus / max(1, s.slots)
+        kwargs["nano_cpus"] = int(cpus * 1e9)
         if inst.spec.command:
             kwargs["command"] = inst.spec.command
         if s.user:

@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+
 from gridq.node.config import NodeSettings
 from gridq.node.diagnose import diagnose, elf_platform, host_platform, same_platform
 from gridq.node.runtime.base import Instance, Observed, StartFailed
-
 from gridq.ports import free_port
 from gridq.redisurl import mask_text
 
@@ -139,8 +139,7 @@ class ProcessRuntime:
         if not argv:
             raise StartFailed(
                 "the task has no command: the process runtime runs spec.command "
-                "(e.g. ['gridq', 'worker', 'pkg.mod:app'])",
-                retryable=False,
+                "(e.g. ['gridq', 'worker', 'pkg.mod:app'])"
             )
         if argv[0] == "gridq" and shutil.which("gridq") is None:
             # gridq installed in a venv that is not on PATH: use this interpreter's.

@@ -13,6 +13,7 @@ import redis
 pytest.importorskip("celery")
 
 from celery import Celery  # noqa: E402
+
 from gridq.worker.celery import celery_queue_depth, celery_queue_depth_detail  # noqa: E402
 from gridq.worker.celery_checks import pool_name, run_checks  # noqa: E402
 from gridq.worker.celery_cli import build_argv  # noqa: E402

@@ -214,7 +214,7 @@ def test_metrics_and_stats_count_exactly(worker: Worker, capp: Any, broker: Redi
     conn = broker.client()
 
     def stats() -> None:
-        raw = conn.hgetall(f"gridq:q:{q}:stats")
+        raw = conn.hgetall(f"gridq:q:{{{q}}}:stats")
         got = {k.decode(): int(v) for k, v in raw.items()}
         assert got == {
             "processed": n_ok + n_flaky,

@@ -144,7 +144,7 @@ def fuzz_worker(redis_server: Any, tmp_path: Path) -> Iterator[tuple[redis.Redis
         [GRIDQ, "worker", "fuzzapp:app", "--concurrency", "4"],
         env=env, cwd=tmp_path, stdout=log, stderr=log,
     )  # fmt: skip
-    wait_for(lambda: r.zcard("gridq:q:fuzz-in:consumers") >= 1, 30)
+    wait_for(lambda: r.zcard("gridq:q:{fuzz-in}:consumers") >= 1, 30)
     yield r, proc
     proc.terminate()
     try:
@@ -168,7 +168,7 @@ def test_worker_survives_fuzzed_batches(fuzz_worker: tuple[redis.Redis, Any]) ->
     def run(batch: list[bytes]) -> None:
         want_dead = sum(expected(i) == "dead" for i in batch)
         want_ok = len(batch) - want_dead
-        dead0, out0 = r.llen("gridq:q:fuzz-in:dead"), r.llen("fuzz-out")
+        dead0, out0 = r.llen("gridq:q:{fuzz-in}:dead"), r.llen("fuzz-out")
         r.lpush("fuzz-in", *batch)
 
         def new(key: str, before: int) -> list[bytes]:
@@ -183,12 +183,14 @@ def test_worker_survives_fuzzed_batches(fuzz_worker: tuple[redis.Redis, Any]) ->
             )
 
         wait_for(
-            lambda: len(new("gridq:q:fuzz-in:dead", dead0)) >= want_dead and ok_count() >= want_ok,
+            lambda: (
+                len(new("gridq:q:{fuzz-in}:dead", dead0)) >= want_dead and ok_count() >= want_ok
+            ),
             30,
         )
         time.sleep(0.3)  # anything extra would show now
         assert proc.poll() is None, "the worker crashed"
-        new_dead = new("gridq:q:fuzz-in:dead", dead0)
+        new_dead = new("gridq:q:{fuzz-in}:dead", dead0)
         assert len(new_dead) == want_dead
         for rec in map(json.loads, new_dead):
             assert rec["reason"] and rec["error"], rec

@@ -40,7 +40,7 @@ def test_no_secret_anywhere(chaos: ModuleType, tmp_path: Path) -> None:
         time.sleep(3)  # let the bad worker fail and be diagnosed
         r = grid.conn()
         r.lpush("audit-in", *[f"a{i}" for i in range(50)], b'{"gridq": 1, "id": 5}')
-        wait_for(lambda: r.llen("audit-out") >= 50 and r.llen("gridq:q:audit-in:dead") == 1, 30)
+        wait_for(lambda: r.llen("audit-out") >= 50 and r.llen("gridq:q:{audit-in}:dead") == 1, 30)
         node_id = grid.agents[0].node_id()
         secrets_ = {
             "redis password": grid.redis_password,

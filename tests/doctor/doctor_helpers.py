@@ -18,6 +18,7 @@ JOIN = "doc-join-Hq82nVx0RtYe5Kc"
 class LiveHub:
     def __init__(self, redis_url: str) -> None:
         import uvicorn
+
         from gridq.hub.config import HubSettings
         from gridq.hub.main import create_app
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from gridq.hub.main import create_app
 from hub_helpers import settings_for
+
+from gridq.hub.main import create_app
 
 
 @pytest.fixture

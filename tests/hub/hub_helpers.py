@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+
 from gridq.hub.config import HubSettings
 
 ADMIN = "adm-7f3kQ9xZ2pLm4vB8"
@@ -74,4 +75,4 @@ def periodic_pass(client: TestClient) -> None:
     """Run one tick of the hub's background loop (disabled in tests) on its event loop."""
     portal = client.portal
     assert portal is not None
-    portal.call(client.app.state.store.periodic)  # type: ignore[attr-defined]
+    portal.call(client.app.state.store.scheduling.periodic)  # type: ignore[attr-defined]

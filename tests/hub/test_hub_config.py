@@ -7,12 +7,12 @@ import logging
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from gridq.hub.config import HubSettings, check_tokens, split_bind
-from gridq.hub.main import create_app
 from hub_helpers import ADMIN, JOIN, node_info
 
 from gridq.cli.hub_cmd import hub
 from gridq.errors import ConfigError
+from gridq.hub.config import HubSettings, check_tokens, split_bind
+from gridq.hub.main import create_app
 from gridq.settings import load
 
 

@@ -7,21 +7,22 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from gridq.hub import store as store_mod
 from hub_helpers import ADMIN_H, heartbeat, node_info, register
+
+from gridq.hub import store as store_mod
 
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Node ids passed to Store.heartbeat: once per request on the fast path."""
+    """Node ids passed to Nodes.heartbeat: once per request on the fast path."""
     seen: list[str] = []
-    real = store_mod.Store.heartbeat
+    real = store_mod.Nodes.heartbeat
 
     async def spy(self: Any, node_id: str, secret: str, hb: Any) -> bytes:
         seen.append(node_id)
         return await real(self, node_id, secret, hb)
 
-    monkeypatch.setattr(store_mod.Store, "heartbeat", spy)
+    monkeypatch.setattr(store_mod.Nodes, "heartbeat", spy)
     return seen
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from gridq.hub import deps
 from hub_helpers import (
     ADMIN,
     ADMIN_H,
@@ -22,6 +21,8 @@ from hub_helpers import (
     register,
     task_body,
 )
+
+from gridq.hub import deps
 
 ADMIN_PATHS = [
     ("get", "/api/tasks"),
@@ -85,7 +86,7 @@ def test_register_validates_body(client: TestClient) -> None:
 
 def test_secret_stored_hashed(client: TestClient, redis_conn: redis.Redis) -> None:
     nid, secret = register(client)
-    stored = redis_conn.get(f"gridq:hub:node:{nid}:secret").decode()
+    stored = redis_conn.get(f"gridq:{{hub}}:node:{nid}:secret").decode()
     assert stored != secret and len(stored) == 64
     dump = b"".join(redis_conn.dump(k) or b"" for k in redis_conn.keys("*"))
     assert secret.encode() not in dump
@@ -299,8 +300,8 @@ def test_offline_after_three_missed_heartbeats(
     b, sb = register(client, "b")
     # interval 1 s in tests: 3.5 s without a heartbeat is offline, counted from when the
     # hub started listening (a fresh hub does not blame nodes for its own downtime).
-    client.app.state.store.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
-    redis_conn.zadd("gridq:hub:node_seen", {a: time.time() - 3.5})
+    client.app.state.store.nodes.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
+    redis_conn.zadd("gridq:{hub}:node_seen", {a: time.time() - 3.5})
     nodes = {n["node_id"]: n for n in client.get("/api/nodes", headers=ADMIN_H).json()}
     assert nodes[a]["status"] == "offline" and nodes[b]["status"] == "online"
     assert "offline" in nodes[a]["errors"][0]
@@ -316,11 +317,11 @@ def test_a_restarted_hub_does_not_blame_nodes_for_its_downtime(
 ) -> None:
     a, _ = register(client, "a")
     # The node's last heartbeat is 10 s old because no hub was listening (hub restart).
-    redis_conn.zadd("gridq:hub:node_seen", {a: time.time() - 10})
+    redis_conn.zadd("gridq:{hub}:node_seen", {a: time.time() - 10})
     fresh = make_client()
     assert fresh.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "online"
     # Once the fresh hub has listened for offline_after (3 intervals), silence counts.
-    fresh.app.state.store.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
+    fresh.app.state.store.nodes.listening_since = time.time() - 3.5  # type: ignore[attr-defined]
     assert fresh.get(f"/api/nodes/{a}", headers=ADMIN_H).json()["status"] == "offline"
 
 
@@ -354,7 +355,7 @@ def test_draining_node_gets_no_new_work(client: TestClient, redis_url: str) -> N
 def test_metrics(client: TestClient, redis_url: str, redis_conn: redis.Redis) -> None:
     client.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H)
     redis_conn.lpush("square-in", "1", "2")
-    redis_conn.hset("gridq:q:square-in:stats", mapping={"processed": 7, "failed": 2})
+    redis_conn.hset("gridq:q:{square-in}:stats", mapping={"processed": 7, "failed": 2})
     nid, secret = register(client)
     heartbeat(client, nid, secret, instances=_instances("square", 1))
     text = client.get("/metrics", headers=ADMIN_H).text

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from gridq.hub.main import create_app
 from hub_helpers import ADMIN_H, heartbeat, periodic_pass, register, settings_for, task_body
 
+from gridq.hub.main import create_app
 from tests.conftest import RedisServer
 
 
@@ -59,7 +59,7 @@ def test_silence_during_the_hubs_redis_outage_is_not_offline(
         # The outage lasted longer than offline_after (3 s at a 1 s interval): the last
         # heartbeat the hub stored is 10 s old. Simulated, so the test need not wait.
         conn = own_redis.client()
-        conn.zadd("gridq:hub:node_seen", {nid: time.time() - 10})
+        conn.zadd("gridq:{hub}:node_seen", {nid: time.time() - 10})
         periodic_pass(client)
         node = client.get(f"/api/nodes/{nid}", headers=ADMIN_H).json()
         assert node["status"] == "online", node
@@ -69,8 +69,8 @@ def test_silence_during_the_hubs_redis_outage_is_not_offline(
         assert "hub Redis reachable again" in caplog.text
 
         # A node that stays silent while the hub can hear it is still declared offline.
-        conn.zadd("gridq:hub:node_seen", {nid: time.time() - 10})
-        store.listening_since = time.time() - 3.5
+        conn.zadd("gridq:{hub}:node_seen", {nid: time.time() - 10})
+        store.nodes.listening_since = time.time() - 3.5
         periodic_pass(client)
         node = client.get(f"/api/nodes/{nid}", headers=ADMIN_H).json()
         assert node["status"] == "offline" and node["assigned"] == {}, node

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from gridq.hub.scheduler import NodeCapacity, TaskDemand, autoscale_replicas, eligible, place
 
 

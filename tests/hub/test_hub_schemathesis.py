@@ -7,10 +7,11 @@ from typing import Any
 
 import schemathesis
 from fastapi.testclient import TestClient
-from gridq.hub.main import create_app
 from hub_helpers import ADMIN_H, JOIN_H, settings_for
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+
+from gridq.hub.main import create_app
 
 
 def _headers(path: str) -> dict[str, str]:

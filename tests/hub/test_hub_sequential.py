@@ -75,7 +75,7 @@ def test_auto_advance_when_drained(
     assert _running(c, a, sa) == ["one"]
     # Workers took the job and processed it: drained -> advance.
     redis_conn.delete("one-in")
-    redis_conn.hincrby("gridq:q:one-in:stats", "processed", 1)
+    redis_conn.hincrby("gridq:q:{one-in}:stats", "processed", 1)
     periodic_pass(c)
     assert _running(c, a, sa) == ["two"]
     assert _status(c) == {"one": "finished", "two": "active"}

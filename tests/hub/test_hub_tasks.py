@@ -214,14 +214,14 @@ def test_passwords_never_in_responses(
     nid, secret = register(client)
     hb = heartbeat(client, nid, secret).json()
     assert hb["assignments"][0]["spec"]["env"]["INPUT_REDIS_URL"] == url
-    assert "hunter2" in redis_conn.hget("gridq:hub:tasks", "square").decode()
+    assert "hunter2" in redis_conn.hget("gridq:{hub}:tasks", "square").decode()
 
 
 def test_live_figures_and_rate(client: TestClient, redis_url: str, redis_conn: redis.Redis) -> None:
     assert client.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H).status_code == 201
     q = Queue.from_url(redis_url, "square-in")
     q.push_raw("1", "2", "3")
-    redis_conn.hset("gridq:q:square-in:stats", mapping={"processed": 10, "failed": 1})
+    redis_conn.hset("gridq:q:{square-in}:stats", mapping={"processed": 10, "failed": 1})
     t = client.get("/api/tasks/square", headers=ADMIN_H).json()
     live = t["live"]
     assert (
@@ -234,7 +234,7 @@ def test_live_figures_and_rate(client: TestClient, redis_url: str, redis_conn: r
     # Rate from samples: an old sample of 0 processed 10 s ago -> ~1/s.
     import time
 
-    redis_conn.lpush("gridq:hub:task:square:rate", f"{time.time() - 10}:0")
+    redis_conn.lpush("gridq:{hub}:task:square:rate", f"{time.time() - 10}:0")
     rate = client.get("/api/tasks/square", headers=ADMIN_H).json()["live"]["rate"]
     assert rate == pytest.approx(1.0, rel=0.1)
     assert client.get("/api/tasks?live=false", headers=ADMIN_H).json()[0]["live"] is None

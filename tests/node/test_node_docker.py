@@ -81,6 +81,9 @@ def test_start_scale_rollover(
     assert env["GRIDQ_METRICS_PORT"] == "9100"
     assert env["INPUT_REDIS_URL"] == hub.redis_url and env["INPUT_QUEUE"] == "q-sleepy"
     assert {"gridq.task", "gridq.node", "gridq.instance", "gridq.spec"} <= set(c.labels)
+    # IDM-GridCore's `docker ps --filter label=task=NAME` finds them.
+    by_task = docker_client.api.containers(filters={"label": "task=sleepy"})
+    assert sorted(x["Id"] for x in by_task) == sorted(x.id for x in cs)
 
     # The hub sees them running, with a metrics URL its Prometheus can scrape.
     st = wait_for(
@@ -162,6 +165,10 @@ def test_adoption_after_agent_restart(
     hub.create_task(name="keep", image=BUSYBOX, command=SLEEPER, replicas=2)
     wait_for(lambda: len(running(docker_client, agent.agent_id, "keep")) == 2)
     before = sorted(c.id for c in containers(docker_client, agent.agent_id, "keep"))
+    # No resources.cpus: each worker gets the node's CPUs / its parallelism (8 here).
+    ncpu = docker_client.info()["NCPU"]
+    hc = docker_client.api.inspect_container(before[0])["HostConfig"]
+    assert hc["NanoCpus"] == int(ncpu / 8 * 1e9)
     agent.signal(signal.SIGKILL)  # a crash: no drain
     agent.wait()
     again = make_agent(hub, state_dir=agent.state_dir)

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+
+from gridq.errors import ConfigError
 from gridq.node.client import HubClient, HubRejected, HubUnavailable
 from gridq.node.config import NodeSettings
 from gridq.node.diagnose import diagnose, elf_platform
 from gridq.node.identity import IdentityStore
-
-from gridq.errors import ConfigError
 from gridq.nodeproto import Heartbeat, NodeInfo
 from gridq.settings import load
 
@@ -212,9 +212,8 @@ def test_cli_help_lists_every_setting() -> None:
 
 
 def test_agent_metrics_and_health_endpoints() -> None:
-    from gridq.node.metrics import NodeMetrics
-
     from gridq.metrics_http import MetricsServer
+    from gridq.node.metrics import NodeMetrics
 
     m = NodeMetrics()
     m.set_states({"running": 2, "crashloop": 1})
@@ -280,7 +279,6 @@ def test_a_stale_snapshot_never_starts_an_instance_twice(tmp_path: Path) -> None
     from gridq.node.metrics import NodeMetrics
     from gridq.node.reconcile import Reconciler
     from gridq.node.runtime.process_rt import ProcessRuntime
-
     from gridq.nodeproto import Assignment, WorkerSpec
 
     s = offline_settings(tmp_path)
@@ -347,7 +345,6 @@ def test_drain_stops_a_worker_whose_start_was_in_flight(tmp_path: Path) -> None:
     import threading
 
     from gridq.node.agent import Agent
-
     from gridq.nodeproto import Assignment, WorkerSpec
 
     s = offline_settings(tmp_path, stop_timeout=5)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from gridq.worker import App
 from gridq.worker.settings import WorkerSettings
 from gridq.worker.worker import Worker

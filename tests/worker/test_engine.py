@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import redis
-from gridq.worker import App
 
 from gridq import keys, protocol
 from gridq.errors import Reject, Retry
 from gridq.queue import Queue
+from gridq.worker import App
 from tests.worker.conftest import wait_for
 
 Q = "wq"
@@ -96,7 +96,7 @@ def test_no_output_queue_writes_nothing(redis_conn, redis_url, start_worker):
     Queue(redis_conn, Q).push_raw("a", "b")
     assert start_worker(app, burst=True).join() == 0
     assert redis_conn.dbsize() == 2  # stats and last_claim only
-    assert set(redis_conn.keys()) == {b"gridq:q:wq:stats", b"gridq:q:wq:last_claim"}
+    assert set(redis_conn.keys()) == {b"gridq:q:{wq}:stats", b"gridq:q:{wq}:last_claim"}
     assert Queue(redis_conn, Q).stats()["processed"] == 2
 
 
@@ -443,11 +443,11 @@ def test_every_key_is_from_keys_module(redis_conn, redis_url, start_worker):
         re.compile(
             "^"
             + re.escape(p)
-            .replace(r"\{queue\}", "[^:]+")
-            .replace(r"\{consumer\}", ".+")
-            .replace(r"\{level\}", "[1-9]")
-            .replace(r"\{id\}", ".+")
-            .replace(r"\{name\}", ".+")
+            .replace("<queue>", "[^:{}]+")
+            .replace("<consumer>", ".+")
+            .replace("<level>", "[1-9]")
+            .replace("<id>", ".+")
+            .replace("<name>", ".+")
             + "$"
         )
         for p in keys.all_documented()
@@ -456,7 +456,7 @@ def test_every_key_is_from_keys_module(redis_conn, redis_url, start_worker):
         k for k in seen if k.decode() != OUT and not any(p.match(k.decode()) for p in patterns)
     ]
     assert not stray
-    assert b"gridq:q:wq:stats" in seen and any(b":inflight:" in k for k in seen)
+    assert b"gridq:q:{wq}:stats" in seen and any(b":inflight:" in k for k in seen)
 
 
 def test_demo_app(redis_conn, redis_url, start_worker):

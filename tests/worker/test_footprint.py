@@ -10,6 +10,7 @@ caused a regression) and a bound on its RSS with a margin for Python builds.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -111,3 +112,21 @@ def test_idle_worker_imports_little_and_stays_small(
 
     assert rss < RSS_BOUND_MB, f"idle worker RSS {rss:.1f} MB >= {RSS_BOUND_MB} MB"
     assert os.path.exists(f"/proc/{w.pid}")  # measured the live worker, not a leftover
+
+
+def test_handler_module_import_loads_no_redis_client() -> None:
+    """worker/__init__.py promises that `from gridq.worker import App` (what a handler
+    module and every producer importing it run) loads no Redis client and no metrics."""
+    code = (
+        "import sys\n"
+        "from gridq.worker import App\n"
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+        "('redis', 'hiredis', 'prometheus_client', 'gridq') ))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.split())
+    assert "gridq.worker.app" in loaded  # the listing came after the import
+    heavy = sorted(m for m in loaded if not m.startswith("gridq"))
+    assert not heavy, f"`from gridq.worker import App` imported {heavy}"
+    assert "gridq.queue" not in loaded

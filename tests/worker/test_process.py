@@ -196,7 +196,7 @@ def test_check_probe_answers_while_alive(redis_conn, redis_url, spawn_worker):
     port = free_port()
     env = env_for(redis_url, GRIDQ_METRICS_PORT=str(port), INSTANCE_ID="probe-1")
     w = spawn_worker(APP, env=env)
-    wait_for(lambda: redis_conn.exists(keys.consumer_alive("probe-1")), 20)
+    wait_for(lambda: redis_conn.exists(keys.QueueKeys("pq").alive("probe-1")), 20)
     import os
     import sys
 

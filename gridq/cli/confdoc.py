@@ -1,6 +1,6 @@
 """Generate docs/configuration.md from the settings classes and the CLI's flags.
 
-``python -m gridq.confdoc > docs/configuration.md``; a test fails when the file is stale.
+``python -m gridq.cli.confdoc > docs/configuration.md``; a test fails when the file is stale.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def render() -> str:
     lines = [
         "# Configuration",
         "",
-        "Generated from the settings classes by `python -m gridq.confdoc > docs/configuration.md`;",
+        "Generated from the settings classes by `python -m gridq.cli.confdoc > docs/configuration.md`;",
         "a test fails when this file is stale. Do not edit by hand.",
         "",
         "Every setting can be given as a command-line flag, an environment variable, or a key in",
@@ -84,6 +84,19 @@ def render() -> str:
         "official Docker images do: the value is the named file's content without its",
         "trailing newline (Docker/Compose/Kubernetes secrets, systemd credentials). Setting",
         "both `VAR` and `VAR_FILE` is an error, as is a file that cannot be read.",
+        "",
+        "Every Redis URL (the hub's state, a task's `input_redis`/`output_redis`, the",
+        "worker's `INPUT_REDIS_URL`/`OUTPUT_REDIS_URL`, the CLI's `--redis-url`) takes one of:",
+        "",
+        "| form | what |",
+        "|---|---|",
+        "| `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]` | one server (`rediss://`: TLS) |",
+        "| `unix://[[USER]:PASSWORD@]/PATH.sock[?db=DB]` | one server on a Unix socket |",
+        "| `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]` | Redis Cluster, any of its nodes (`rediss+cluster://`: TLS) |",
+        "| `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]` | the master Sentinel names MASTER; the password is the master's (`rediss+sentinel://`: TLS) |",
+        "",
+        "On a cluster each queue lives in the slot of its name (docs/protocol.md, key layout 2).",
+        "Passwords are masked (`***`) wherever a URL is shown.",
         "",
     ]
     for title, settings_ref, cmd_ref in PARTS:
