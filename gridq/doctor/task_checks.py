@@ -251,7 +251,8 @@ def _placement(task: TaskInfo, target: str, nodes: list[dict[str, Any]] | None =
     saw = f"{desired} wanted, {placed} placed on nodes, {running} running"
     mismatch = task.mismatch(nodes)
     if placed < desired and mismatch:
-        return fail("task.placement", f"{saw}: {mismatch[0]}", mismatch[1], target)
+        # A warning like any shortfall; task.listening fails once jobs wait for it.
+        return warn("task.placement", f"{saw}: {mismatch[0]}", mismatch[1], target)
     if placed < desired:
         return warn(
             "task.placement",
