@@ -4,6 +4,7 @@ checkout and are loaded from there."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -14,11 +15,10 @@ import click
 from gridq.cli.common import EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH_DIR = ROOT / "bench"
 # The benchmarks' own imports: the peers they compare against (the bench extra) and the
-# test helpers they share with the suite (tests/node, which needs pytest).
+# helpers they share with the test suite (tests/support, which imports pytest).
 NEEDED_MODULES = ("celery", "dramatiq", "rq", "pytest")
-NEEDED_FILES = (BENCH_DIR / "chaos.py", ROOT / "tests" / "node" / "node_helpers.py")
+NEEDED_FILES = (ROOT / "bench" / "chaos.py", ROOT / "tests" / "support" / "__init__.py")
 
 
 def missing() -> list[str]:
@@ -46,16 +46,15 @@ class _BenchGroup(click.Group):
 
 
 def load_script(name: str) -> ModuleType:
-    path = BENCH_DIR / f"{name}.py"
-    if not path.exists():
-        raise click.ClickException(f"{path} not found: benchmarks run from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"gridq_bench_{name}", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    # Registered in sys.modules: a script's dataclasses look their module up there.
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """Import ``bench.<name>`` from the source checkout: its root goes on sys.path once,
+    here, so the scripts import ``bench.*`` and ``tests.support`` by their full names."""
+    if not (ROOT / "bench" / f"{name}.py").exists():
+        raise click.ClickException(
+            f"{ROOT / 'bench' / name}.py not found: benchmarks run from a source checkout"
+        )
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"bench.{name}")
 
 
 @click.group(cls=_BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,4 +87,5 @@ def hub_bench(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def chaos(args: tuple[str, ...]) -> None:
     """Kills, partitions, long jobs and load: zero lost jobs, in figures (--help for options)."""
-    sys.exit(load_script("chaos").main(list(args)))
+    mod = load_script("chaos")
+    sys.exit(mod.main(list(args)))

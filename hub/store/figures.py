@@ -48,7 +48,7 @@ class Figures:
     def _celery_stats(self, spec: TaskSpec) -> dict[str, Any]:
         """Celery tasks: depth from kombu's lists (priority lists included), counters from
         the gridq stats hash the Celery instrumentation keeps, per queue, summed."""
-        from gridq.worker.celery_depth import celery_queue_depth_detail
+        from gridq.celery_depth import celery_queue_depth_detail
 
         total: dict[str, Any] = {}
         for name in celery_queues(spec):

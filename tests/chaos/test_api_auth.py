@@ -8,10 +8,10 @@ from typing import Any
 
 import schemathesis
 from fastapi.testclient import TestClient
-from hub_helpers import ADMIN_H, JOIN_H, node_info, settings_for
 from hypothesis import HealthCheck, given, settings
 
 from gridq.hub.main import create_app
+from tests.hub.hub_helpers import ADMIN_H, JOIN_H, node_info, settings_for
 
 PUBLIC = {"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
-from node_helpers import GRIDQ, wait_for
+
+from tests.support import wait_for
+from tests.support.stack import GRIDQ
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +38,21 @@ def test_no_secret_anywhere(chaos: ModuleType, tmp_path: Path) -> None:
         ok = hub.http.patch("/api/tasks/audit-bad?validate=false", json={"input_redis": wrong})
         assert ok.status_code == 200, ok.text
         wait_for(lambda: len(grid.worker_records()) >= 1, 60)
-        time.sleep(3)  # let the bad worker fail and be diagnosed
+        node_id = grid.agents[0].node_id()
+
+        def bad_worker_diagnosed() -> dict | None:
+            # The failure path under audit: the worker is refused by Redis, exits, and the
+            # node's diagnosis reaches the hub as the instance's error.
+            return next(
+                (i for i in hub.instances(node_id) if i["task"] == "audit-bad" and i.get("error")),
+                None,
+            )
+
+        bad = wait_for(bad_worker_diagnosed, 90, 0.5, what="audit-bad diagnosed")
+        assert "Redis rejected the credentials" in bad["error"], bad
         r = grid.conn()
         r.lpush("audit-in", *[f"a{i}" for i in range(50)], b'{"gridq": 1, "id": 5}')
         wait_for(lambda: r.llen("audit-out") >= 50 and r.llen("gridq:q:{audit-in}:dead") == 1, 30)
-        node_id = grid.agents[0].node_id()
         secrets_ = {
             "redis password": grid.redis_password,
             "wrong redis password": wrong.split(":")[2].split("@")[0],

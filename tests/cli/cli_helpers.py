@@ -1,34 +1,18 @@
-"""Helpers of the CLI tests (a plain module: tests/ has no packages, and every folder
-has a conftest.py, so `from conftest import` would be ambiguous): `gridq up` run as a
-user runs it, in its own process, with the environment a fresh shell would have."""
+"""Helpers of the CLI tests: `gridq up` run as a user runs it, in its own process, with
+the environment a fresh shell would have."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = str(Path(sys.executable).parent)  # where `gridq` of this environment lives
-
-
-def _root_need() -> Callable[[str], None]:
-    spec = importlib.util.spec_from_file_location(
-        "_gridq_root_conftest_cli", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.need  # type: ignore[no-any-return]
-
-
-need = _root_need()
 
 
 def user_env(state: Path) -> dict[str, str]:

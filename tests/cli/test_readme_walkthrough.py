@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import ROOT, Up, need, user_env
+from cli_helpers import ROOT, Up, user_env
+
+from tests.support import need
 
 
 def walkthrough() -> str:

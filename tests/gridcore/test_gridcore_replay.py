@@ -300,7 +300,7 @@ def test_gridnode_30s_heartbeats_keep_it_online(
         "/api/node/register", json={"info": GQ_INFO}, headers={"Authorization": f"Bearer {JOIN}"}
     ).json()["node_id"]
     # Both last heard from 40 s ago (the test hub's heartbeat interval is 1 s).
-    hub.app.state.store.listening_since = 0.0  # type: ignore[attr-defined]
+    hub.app.state.store.nodes.listening_since = 0.0  # type: ignore[attr-defined]
     seen = time.time() - 40
     redis_conn.zadd(keys.HUB_NODE_SEEN, {gn: seen, gq: seen})
     status = {n["id"]: n["status"] for n in user(hub, "GET", "/api/nodes").json()}

@@ -23,12 +23,13 @@ import sys
 import tempfile
 from typing import Any
 
-from gridq.worker.celery import EXIT_CONFIG, install
-from gridq.worker.celery_checks import pool_name
+from gridq.errors import EXIT_CONFIG, ConfigError
+from gridq.worker.celery.checks import pool_name
+from gridq.worker.celery.metrics import MULTIPROC_DIR
+from gridq.worker.celery.settings import CelerySettings, load_celery_settings
+from gridq.worker.celery.wiring import install
 
 __all__ = ["USAGE", "build_argv", "main"]
-
-_POOL_ALIASES = {"threads": "threads", "processes": "prefork", "prefork": "prefork", "solo": "solo"}
 
 
 def _opt_value(args: list[str], short: str | None, long: str) -> tuple[bool, str | None]:
@@ -59,7 +60,7 @@ def _pop_app(args: list[str]) -> tuple[str | None, list[str]]:
     return app_path, out
 
 
-def build_argv(args: list[str], app: Any, env: dict[str, str] | os._Environ[str]) -> list[str]:
+def build_argv(args: list[str], app: Any, settings: CelerySettings) -> list[str]:
     """The ``celery worker`` argv: the user's flags, completed from the gridq environment.
 
     Flag > environment (``GRIDQ_WORKER_POOL``, ``GRIDQ_WORKER_CONCURRENCY``,
@@ -68,28 +69,20 @@ def build_argv(args: list[str], app: Any, env: dict[str, str] | os._Environ[str]
     argv = list(args)
     if "worker" not in argv:
         argv.insert(0, "worker")
-    present, _ = _opt_value(argv, "-P", "--pool")
-    if not present:
-        env_pool = env.get("GRIDQ_WORKER_POOL", "").strip().lower()
-        if env_pool:
-            pool = _POOL_ALIASES.get(env_pool, env_pool)
-        elif "worker_pool" in getattr(app.conf, "changes", {}):
-            pool = str(app.conf.worker_pool)
-        else:
-            pool = "threads"
+    if not _opt_value(argv, "-P", "--pool")[0]:
+        pool = settings.celery_pool
+        if pool is None:
+            explicit = "worker_pool" in getattr(app.conf, "changes", {})
+            pool = str(app.conf.worker_pool) if explicit else "threads"
         argv += ["--pool", pool]
-    present, _ = _opt_value(argv, "-c", "--concurrency")
-    conc = env.get("GRIDQ_WORKER_CONCURRENCY", "").strip()
-    if not present and conc:
-        argv += ["--concurrency", conc]
-    present, _ = _opt_value(argv, "-Q", "--queues")
-    queues = env.get("INPUT_QUEUE", "").strip()
-    if not present and queues:
-        argv += ["--queues", queues]
-    present, _ = _opt_value(argv, "-n", "--hostname")
-    instance = env.get("INSTANCE_ID", "").strip()
-    if not present and instance:
-        argv += ["--hostname", instance]
+    completions = (
+        ("-c", "--concurrency", str(settings.worker_concurrency or "")),
+        ("-Q", "--queues", settings.input_queue.strip()),
+        ("-n", "--hostname", settings.instance_id.strip()),
+    )
+    for short, long, value in completions:
+        if value and not _opt_value(argv, short, long)[0]:
+            argv += [long, value]
     return argv
 
 
@@ -99,12 +92,12 @@ def _multiproc_metrics_if_prefork(pool: str | None) -> None:
     Must run before prometheus_client is first imported: it picks its value store
     (per-process files in PROMETHEUS_MULTIPROC_DIR) at import time.
     """
-    if pool_name(pool) != "prefork" or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if pool is None or pool_name(pool) != "prefork" or os.environ.get(MULTIPROC_DIR):
         return
     if "prometheus_client" in sys.modules:
         return  # too late; on_after_setup warns
     path = tempfile.mkdtemp(prefix="gridq-prom-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.environ[MULTIPROC_DIR] = path
     atexit.register(shutil.rmtree, path, True)
 
 
@@ -120,52 +113,49 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help") and "worker" not in args:
         print(USAGE)
         return 0
+    try:
+        settings = load_celery_settings()
+    except ConfigError as exc:
+        return _refuse(str(exc))
     app_path, rest = _pop_app(args)
-    app_path = app_path or os.environ.get("GRIDQ_CELERY_APP")
+    app_path = app_path or settings.celery_app
     if not app_path:
-        print(f"gridq: error: no Celery app given (-A MODULE[:APP])\n{USAGE}", file=sys.stderr)
-        return EXIT_CONFIG
-    for opt in ("-b", "--broker"):
-        if _opt_value(rest, opt if opt == "-b" else None, "--broker")[0]:
-            print(
-                "gridq: error: the broker URL must come from CELERY_BROKER_URL or "
-                "INPUT_REDIS_URL, not the command line (ps would show its password)",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-
-    present, pool_flag = _opt_value(rest, "-P", "--pool")
-    env_pool = os.environ.get("GRIDQ_WORKER_POOL", "").strip().lower()
-    if present or env_pool:
-        _multiproc_metrics_if_prefork(
-            pool_flag if present else _POOL_ALIASES.get(env_pool, env_pool)
+        return _refuse(f"no Celery app given (-A MODULE[:APP])\n{USAGE}")
+    if _opt_value(rest, "-b", "--broker")[0]:
+        return _refuse(
+            "the broker URL must come from CELERY_BROKER_URL or INPUT_REDIS_URL, "
+            "not the command line (ps would show its password)"
         )
+    present, pool_flag = _opt_value(rest, "-P", "--pool")
+    _multiproc_metrics_if_prefork(pool_flag if present else settings.celery_pool)
+    app = _load_app(app_path)
+    if app is None:
+        return EXIT_CONFIG
+    if not settings.celery_broker_url and settings.input_url:
+        app.conf.broker_url = settings.input_url
+    final = build_argv(rest, app, settings)
+    _multiproc_metrics_if_prefork(_opt_value(final, "-P", "--pool")[1])
+    install(app, settings)
+    return int(app.start(argv=final) or 0)
 
+
+def _refuse(message: str) -> int:
+    print(f"gridq: error: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _load_app(app_path: str) -> Any:
+    """The Celery app ``app_path`` names, as ``celery -A`` finds it; None (reported) if not."""
     # Like the celery command: the current directory is importable.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         from celery.app.utils import find_app
     except ImportError:
-        print(
-            "gridq: error: Celery is not installed (pip install 'celery[redis]')", file=sys.stderr
-        )
-        return EXIT_CONFIG
+        _refuse("Celery is not installed (pip install 'celery[redis]')")
+        return None
     try:
-        app = find_app(app_path)
+        return find_app(app_path)
     except Exception as exc:
-        print(f"gridq: error: cannot load Celery app {app_path!r}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-
-    if not os.environ.get("CELERY_BROKER_URL") and os.environ.get("INPUT_REDIS_URL"):
-        app.conf.broker_url = os.environ["INPUT_REDIS_URL"]
-
-    final = build_argv(rest, app, os.environ)
-    _multiproc_metrics_if_prefork(_opt_value(final, "-P", "--pool")[1])
-    install(app)
-    code = app.start(argv=final)
-    return int(code or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        _refuse(f"cannot load Celery app {app_path!r}: {exc}")
+        return None

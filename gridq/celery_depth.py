@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 KOMBU_SEP = "\x06\x16"
 KOMBU_UNACKED_KEY = "unacked"
@@ -25,6 +25,16 @@ KOMBU_UNACKED_KEY = "unacked"
 # is right whatever priority_steps the app configured (kombu's default [0, 3, 6, 9]
 # and the common list(range(10)) are both subsets).
 ALL_PRIORITY_STEPS: tuple[int, ...] = tuple(range(10))
+
+
+class DepthOptions(TypedDict, total=False):
+    """The keyword options of ``celery_queue_depth``, as ``celery_queue_depth_detail`` takes them."""
+
+    priority_steps: Iterable[int]
+    sep: str
+    global_keyprefix: str
+    unacked_key: str
+    include_unacked: bool
 
 
 class CeleryDepth(TypedDict):
@@ -74,26 +84,12 @@ def celery_queue_depth_detail(
     }
 
 
-def celery_queue_depth(
-    redis_conn: Any,
-    queue: str,
-    *,
-    priority_steps: Iterable[int] = ALL_PRIORITY_STEPS,
-    sep: str = KOMBU_SEP,
-    global_keyprefix: str = "",
-    unacked_key: str = KOMBU_UNACKED_KEY,
-    include_unacked: bool = True,
-) -> int:
-    """Messages of a Celery queue not yet done: waiting at every priority + unacked."""
-    return celery_queue_depth_detail(
-        redis_conn,
-        queue,
-        priority_steps=priority_steps,
-        sep=sep,
-        global_keyprefix=global_keyprefix,
-        unacked_key=unacked_key,
-        include_unacked=include_unacked,
-    )["total"]
+def celery_queue_depth(redis_conn: Any, queue: str, **options: Unpack[DepthOptions]) -> int:
+    """Messages of a Celery queue not yet done: waiting at every priority + unacked.
+
+    Takes the keyword options of ``celery_queue_depth_detail``.
+    """
+    return celery_queue_depth_detail(redis_conn, queue, **options)["total"]
 
 
 def _count_unacked(redis_conn: Any, key: str, queue: str) -> int:

@@ -1,13 +1,12 @@
 """Task time limits under Celery's threads and solo pools, which ignore them.
 
-Part of gridq.worker.celery (see there): ``_Watchdog`` raises ``SoftTimeLimitExceeded``
+Part of gridq.worker.celery: ``Watchdog`` raises ``SoftTimeLimitExceeded``
 and ``TimeLimitExceeded`` inside the task's thread at its deadlines. Importing this
 module does not import Celery; the watchdog does when a deadline fires.
 """
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import itertools
 import logging
@@ -15,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from gridq.worker.threads import raise_in_thread
 
 log = logging.getLogger("gridq.worker.celery")
 
@@ -27,7 +28,7 @@ STUCK_GRACE = 2.0
 
 
 @dataclass(eq=False)
-class _Running:
+class Running:
     """One task execution in one thread, from task_prerun to task_postrun."""
 
     task_id: str
@@ -44,23 +45,7 @@ class _Running:
 # --- time limits under the threads pool -----------------------------------------------
 
 
-def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
-    """Schedule ``exc_type`` to be raised in another thread (CPython's async exception).
-
-    The exception is raised at the thread's next bytecode boundary: Python code stops
-    there; a thread blocked in C (sleep, a socket read, a C extension) gets it only when
-    that call returns. A thread cannot be killed from outside.
-    """
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
-    )
-    if n > 1:  # cannot happen for a valid id; undo as the C API documentation asks
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
-        return False
-    return n == 1
-
-
-class _Watchdog:
+class Watchdog:
     """One thread and a heap of deadlines for every running task that has a time limit.
 
     Celery's threads and solo pools ignore ``soft_time_limit``/``time_limit``. Here:
@@ -71,16 +56,19 @@ class _Watchdog:
     (nothing can kill a thread) and keeps its pool slot: that is logged as an error.
     """
 
-    def __init__(self, on_hard: Callable[[_Running, float], None]) -> None:
+    def __init__(
+        self, on_hard: Callable[[Running, float], None], lock: threading.Lock | None = None
+    ) -> None:
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, str, _Running, float]] = []
+        self._heap: list[tuple[float, int, str, Running, float]] = []
         self._seq = itertools.count()
         self._on_hard = on_hard
-        self.lock = threading.Lock()  # orders deadline actions against task completion
+        # Orders deadline actions against task completion (the caller's settle lock).
+        self.lock = lock or threading.Lock()
         self._thread = threading.Thread(target=self._run, name="gridq-time-limits", daemon=True)
         self._thread.start()
 
-    def arm(self, entry: _Running, soft: float | None, hard: float | None) -> None:
+    def arm(self, entry: Running, soft: float | None, hard: float | None) -> None:
         with self._cond:
             if soft:
                 heapq.heappush(
@@ -108,14 +96,14 @@ class _Watchdog:
             except Exception:  # the watchdog must outlive any one task
                 log.exception("gridq: time-limit watchdog error")
 
-    def _fire(self, kind: str, entry: _Running, limit: float) -> None:
+    def _fire(self, kind: str, entry: Running, limit: float) -> None:
         from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
         with self.lock:
             if entry.finished:
                 return
             if kind == "soft":
-                _raise_in_thread(entry.thread_id, SoftTimeLimitExceeded)
+                raise_in_thread(entry.thread_id, SoftTimeLimitExceeded)
                 log.warning(
                     "gridq: task %s[%s] exceeded its soft time limit (%gs): "
                     "SoftTimeLimitExceeded raised in its thread",
@@ -124,7 +112,7 @@ class _Watchdog:
                     limit,
                 )
             elif kind == "hard":
-                _raise_in_thread(entry.thread_id, TimeLimitExceeded)
+                raise_in_thread(entry.thread_id, TimeLimitExceeded)
                 entry.timed_out = True
                 self._on_hard(entry, limit)
                 log.error(

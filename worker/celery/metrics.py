@@ -20,6 +20,8 @@ from typing import Any
 
 log = logging.getLogger("gridq.worker.celery")
 
+# prometheus_client's multiprocess mode: set (by the wrapper) before it is first imported.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 COUNTER_LABELS = ("queue", "task", "outcome")
 DURATION_LABELS = ("queue", "task")
 IN_FLIGHT_LABELS = ("queue",)
@@ -117,10 +119,57 @@ def own(registry: Any = None) -> MetricSet:
 
 def serving_registry(ms: MetricSet) -> Any:
     """What the endpoint serves: every child's files under prefork, else ``ms.registry``."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not ms.in_flight_by_function:
+    if os.environ.get(MULTIPROC_DIR) and not ms.in_flight_by_function:
         from prometheus_client import CollectorRegistry, multiprocess
 
         reg = CollectorRegistry()
         multiprocess.MultiProcessCollector(reg)
         return reg
     return ms.registry
+
+
+class Meters:
+    """The metric children one worker updates, cached by label values.
+
+    ``.labels()`` costs a lock and a dict lookup per call; a task touches three
+    children, so they are looked up once per (queue, task, outcome) and kept.
+    """
+
+    def __init__(self, ms: MetricSet, in_flight: Callable[[str], float]) -> None:
+        self.set = ms
+        self._in_flight = in_flight
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._gauges: dict[str, Any] = {}
+
+    def count(self, queue: str, task: str, outcome: str) -> None:
+        key = (queue, task, outcome)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = self.set.jobs_total.labels(queue, task, outcome)
+        child.inc()
+
+    def observe(self, queue: str, task: str, seconds: float) -> None:
+        key = (queue, task)
+        child = self._durations.get(key)
+        if child is None:
+            child = self._durations[key] = self.set.duration.labels(queue, task)
+        child.observe(seconds)
+
+    def gauge(self, queue: str) -> Any:
+        """The in-flight gauge of ``queue`` (created on first use, so it shows 0 at once)."""
+        child = self._gauges.get(queue)
+        if child is None:
+            child = self._gauges[queue] = self.set.in_flight.labels(queue)
+            if self.set.in_flight_by_function:
+                child.set_function(lambda: self._in_flight(queue))
+        return child
+
+    def started(self, queue: str) -> None:
+        g = self.gauge(queue)
+        if not self.set.in_flight_by_function:
+            g.inc()
+
+    def stopped(self, queue: str) -> None:
+        if not self.set.in_flight_by_function:
+            self.gauge(queue).dec()
