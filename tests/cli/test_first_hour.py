@@ -102,9 +102,3 @@ def test_doctor_names_an_unreachable_queue_redis(tmp_path: Path) -> None:
         # The table too, not a one-line error with the URL left blank.
         r = gridq("doctor", "--queue", "jobs", "--redis-url", url, state=tmp_path)
         assert r.returncode == 1 and "redis.reachable" in r.stdout and "error:" not in r.stderr
-
-
-def test_gridq_bench_help_in_a_checkout_still_works(tmp_path: Path) -> None:
-    # The other half (an installed package) is in test_local_stack's fresh venv.
-    r = gridq("bench", "chaos", "--help", state=tmp_path)
-    assert r.returncode == 0 and "--scenario" in r.stdout, r.stderr
