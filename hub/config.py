@@ -69,8 +69,8 @@ class HubSettings(GridqSettings):
     )
     viewer_token: SecretStr | None = Field(
         default=None,
-        description="read-only API token (GRIDQ_HUB_VIEWER_TOKEN): every GET of the user API,"
-        " no change; comma-separated values for rotation",
+        description="read-only token (GRIDQ_HUB_VIEWER_TOKEN): the dashboard and every GET of"
+        " the API, never a change (403); comma-separated values for rotation",
     )
     node_token: SecretStr | None = Field(
         default=None,
@@ -110,6 +110,11 @@ class HubSettings(GridqSettings):
         default=30.0,
         gt=0,
         description="audit records older than this are dropped",
+    )
+    ui_session_ttl: float = Field(
+        default=8 * 3600,
+        gt=0,
+        description="seconds a dashboard login lasts (GRIDQ_HUB_UI_SESSION_TTL)",
     )
     insecure_dev: bool = Field(
         default=False,

@@ -10,6 +10,7 @@ Every comparison is constant-time (hmac.compare_digest); no token is ever logged
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -61,6 +62,11 @@ def node_secret(
 NodeSecretDep = Annotated[str, Depends(node_secret)]
 
 
+def same(given: str, expected: str) -> bool:
+    """Constant-time string comparison (the dashboard's CSRF check)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 __all__ = [
     "AdminDep",
     "ApiDep",
@@ -71,6 +77,7 @@ __all__ = [
     "PrincipalDep",
     "ReaderDep",
     "Recorder",
+    "same",
     "SettingsDep",
     "StoreDep",
     "unauthorized",

@@ -16,6 +16,7 @@ from tests.support import wait_for
 
 GRIDQ = str(Path(sys.executable).parent / "gridq")
 
+
 __all__ = ["GRIDQ", "HubProc", "wait_for"]
 
 

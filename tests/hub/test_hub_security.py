@@ -166,27 +166,23 @@ def test_identify_for_a_login_form() -> None:
     assert identify(tokens, "x" * 20) is None
 
 
-def test_dead_letters_retried_and_purged_through_the_api_are_audited(
+def test_dead_letters_requeued_and_purged_through_the_api_are_audited(
     make_client: Callable[..., TestClient], redis_url: str, redis_conn: redis.Redis
 ) -> None:
     c = make_client(viewer_token=VIEWER)
     assert c.post("/api/tasks", json=task_body(redis_url), headers=ADMIN_H).status_code == 201
     q = keys.QueueKeys("square-in")
     redis_conn.rpush(q.dead, *[json.dumps({"item": i, "reason": "boom"}) for i in range(3)])
-    assert c.post("/api/tasks/square/dead/retry", headers=VIEWER_H).status_code == 403
-    r = c.post("/api/tasks/square/dead/retry", params={"limit": 2}, headers=ADMIN_H)
-    assert r.status_code == 200, r.text
-    assert r.json() == {"task": "square", "queue": "square-in", "retried": 2, "purged": None}
-    assert redis_conn.llen(q.dead) == 1 and redis_conn.llen(q.pending) == 2
-    r = c.delete("/api/tasks/square/dead", headers=ADMIN_H)
-    assert r.status_code == 200 and r.json()["purged"] == 1
-    assert redis_conn.llen(q.dead) == 0
-    assert c.delete("/api/tasks/nope/dead", headers=ADMIN_H).status_code == 404
-    got = [(e["actor"], e["action"], e["detail"]) for e in audit(c)[:2]]
-    assert got == [
-        ("admin", "dead.purge", "1 job(s) of square-in"),
-        ("admin", "dead.retry", "2 job(s) of square-in"),
-    ]
+    url = "/api/tasks/square/dead-letters"
+    assert c.get(url, headers=VIEWER_H).status_code == 200
+    assert c.post(url + "/requeue", json={"all": True}, headers=VIEWER_H).status_code == 403
+    r = c.post(url + "/requeue", json={"all": True}, headers=ADMIN_H)
+    assert r.status_code == 200 and r.json()["requeued"] == 3, r.text
+    redis_conn.rpush(q.dead, json.dumps({"item": 9, "reason": "boom"}))
+    r = c.delete(url, params={"confirm": "square"}, headers=ADMIN_H)
+    assert r.status_code == 200 and r.json()["purged"] == 1, r.text
+    got = [(e["actor"], e["action"], e["target"]) for e in audit(c)[:2]]
+    assert got == [("admin", "dead.purge", "square"), ("admin", "dead.requeue", "square")]
 
 
 def test_failed_login_counts_are_shared_by_replicas(
