@@ -274,7 +274,7 @@ def test_viewer_token_must_be_strong_and_distinct() -> None:
 
     with pytest.raises(ConfigError, match="GRIDQ_HUB_VIEWER_TOKEN is shorter"):
         check_tokens(settings_for(viewer_token="short"))
-    with pytest.raises(ConfigError, match="must differ from the admin"):
+    with pytest.raises(ConfigError, match="GRIDQ_HUB_TOKEN and GRIDQ_HUB_VIEWER_TOKEN must differ"):
         check_tokens(settings_for(viewer_token=ADMIN))
     assert check_tokens(settings_for(viewer_token=VIEWER)) == []
 
