@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gridq import protocol
 from gridq.errors import JobTimeout, Reject, Retry
+from gridq.worker import signature_check
 
 if TYPE_CHECKING:
     from gridq.worker.app import App, Task
@@ -67,6 +68,8 @@ def prepare(
                 DEAD, "?", error_type="MalformedJob", message=str(exc), reason="malformed envelope"
             ),
         )
+    if app.verifier is not None and (refused := signature_check.refused(app.verifier, job)):
+        return job, None, refused
     handler = app.handler_for(job)
     if handler is None:
         if job.task is None:

@@ -89,7 +89,7 @@ def push(
                     args = [raw.decode(errors="replace")]
                 if not isinstance(args, list):
                     args = [args]
-                yield protocol.encode(task, args)
+                yield q.signer.sign(protocol.encode(task, args))
 
         source = wrap(source)
 
