@@ -11,6 +11,9 @@ at a steady 200 jobs/s, and the idle RSS of a gridq worker.
   celery    threads pool, concurrency 8, Redis broker
   dramatiq  1 process, 8 threads, Redis broker
   rq        SimpleWorker (no fork per job), --burst
+  gridq-envelope / gridq-signed   the gridq row with envelopes (a named task), unsigned
+            with no key, and signed (GRIDQ_SIGNING_KEY on both sides): the cost of
+            verifying (skip both with --skip signed)
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from pathlib import Path
 
 import redis
 
+from gridq import protocol, signing
 from gridq.ports import free_port
+
+SIGNING_KEY = "bench-signing-key-0123456789"
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -45,6 +51,10 @@ APPS = {
         def noop(item):
             if item[:1] == b"t":  # latency probe: report enqueue-to-start
                 return repr(time.time() - float(item[1:]))
+            return None
+
+        @app.task
+        def nop():
             return None
     """,
     "celery_app.py": """
@@ -145,13 +155,17 @@ class Bench:
 
     # --- frameworks -----------------------------------------------------------------
 
-    def gridq(self, n: int) -> float:
+    def gridq(
+        self, n: int, items: Callable[[int], bytes] = lambda j: b"x%d" % j, **env: str
+    ) -> float:
         self.r.flushall()
         pipe = self.r.pipeline(transaction=False)
         for i in range(0, n, 1000):
-            pipe.lpush("bench", *[b"x%d" % j for j in range(i, min(n, i + 1000))])
+            pipe.lpush("bench", *[items(j) for j in range(i, min(n, i + 1000))])
         pipe.execute()
-        p = self.spawn([str(VENV_BIN / "gridq"), "worker", "gridq_app:app"], INPUT_QUEUE="bench")
+        p = self.spawn(
+            [str(VENV_BIN / "gridq"), "worker", "gridq_app:app"], INPUT_QUEUE="bench", **env
+        )
         try:
             return self.drain(
                 "bench",
@@ -161,6 +175,17 @@ class Bench:
             )
         finally:
             self.stop(p)
+
+    def gridq_envelope(self, n: int) -> float:
+        return self.gridq(n, lambda j: protocol.encode("nop", job_id=str(j)))
+
+    def gridq_signed(self, n: int) -> float:
+        keys = [SIGNING_KEY.encode()]
+        return self.gridq(
+            n,
+            lambda j: signing.sign_item(protocol.encode("nop", job_id=str(j)), keys),
+            GRIDQ_SIGNING_KEY=SIGNING_KEY,
+        )
 
     def celery(self, n: int) -> float:
         self.r.flushall()
@@ -286,11 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         b = Bench(Path(tmp))
         try:
             rows: list[tuple[str, int, float]] = []
-            for name in ("gridq", "celery", "dramatiq", "rq"):
-                if name in skip:
+            for name in ("gridq", "celery", "dramatiq", "rq", "gridq-envelope", "gridq-signed"):
+                if name in skip or (name.startswith("gridq-") and "signed" in skip):
                     continue
                 count = n if name != "rq" else max(1000, n // 4)
-                secs = getattr(b, name)(count)
+                secs = getattr(b, name.replace("-", "_"))(count)
                 rows.append((name, count, count / secs))
                 print(f"  {name}: {count} jobs in {secs:.2f} s", file=sys.stderr)
             base = rows[0][2] if rows and rows[0][0] == "gridq" else None
@@ -300,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             print("| framework | jobs | jobs/s | gridq is |")
             print("|---|---:|---:|---:|")
             for name, count, rate in rows:
-                ratio = f"{base / rate:.1f}x" if base and name != "gridq" else "-"
+                ratio = f"{base / rate:.1f}x" if base and not name.startswith("gridq") else "-"
                 print(f"| {name} | {count} | {rate:,.0f} | {ratio} |")
             if "latency" not in skip:
                 p50, p99 = b.latency()

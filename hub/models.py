@@ -17,6 +17,8 @@ from gridq.keys import check_queue_name
 from gridq.nodeproto import Resources
 from gridq.redisurl import mask, mask_text, validate_url
 
+from . import secret_env
+
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
@@ -371,7 +373,7 @@ class TaskOut(BaseModel):
             input_queue=s.input_queue,
             output_queue=s.output_queue,
             replicas=s.replicas,
-            env={k: mask_text(v) for k, v in s.env.items()},
+            env={k: secret_env.shown(k, v) for k, v in s.env.items()},
             resources=s.resources,
             constraints=s.constraints,
             pool=s.pool,

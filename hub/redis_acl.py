@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 
+from gridq.errors import GridqError
 from gridq.keys import QueueKeys
 from gridq.redisurl import client, parse_multi
 
@@ -44,11 +45,11 @@ WORKER_COMMANDS = (
 _UNKNOWN_MODIFIER = re.compile(r"modifier '\+([^']+)'")
 
 
-class AclNotAllowed(Exception):
+class AclNotAllowed(GridqError):
     """The registering credentials may not run ACL commands (message names no secret)."""
 
 
-class AclUnsupported(Exception):
+class AclUnsupported(GridqError):
     """The URL is of a kind this module cannot give a user (cluster, sentinel)."""
 
 

@@ -253,3 +253,20 @@ def test_hub_default_and_separate_output_redis(
         headers=ADMIN_H,
     )
     assert r.status_code == 422 and 'kind "gridq"' in r.json()["detail"][0]["msg"]
+
+
+def test_secret_env_values_are_masked(client: TestClient, redis_url: str) -> None:
+    """A signing key given to the workers in the task's env is never shown back."""
+    key = "sign-key-Vb61nQ0pXs2"
+    env = {"GRIDQ_SIGNING_KEY": key, "LOG_LEVEL": "debug", "GRIDQ_SIGNING_KEY_FILE": "/run/k"}
+    r = client.post("/api/tasks", json=task_body(redis_url, env=env), headers=ADMIN_H)
+    assert r.status_code == 201, r.text
+    shown = client.get("/api/tasks/square", headers=ADMIN_H).json()["env"]
+    assert shown == {
+        "GRIDQ_SIGNING_KEY": "***",
+        "LOG_LEVEL": "debug",
+        "GRIDQ_SIGNING_KEY_FILE": "/run/k",
+    }
+    assert key not in r.text
+    # The node that runs the task gets the real value.
+    assert worker_env(client)["GRIDQ_SIGNING_KEY"] == key
