@@ -95,6 +95,10 @@ class Verdict:
     reason: str  # BAD_SIGNATURE or UNSIGNED_RAW
     message: str
 
+    @property
+    def error_type(self) -> str:
+        return "UnsignedRawItem" if self.reason == UNSIGNED_RAW else "BadSignature"
+
 
 @dataclass(frozen=True, slots=True)
 class Verifier:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from gridq import protocol
 from gridq.errors import JobTimeout, Reject, Retry
-from gridq.worker import signature_check
 
 if TYPE_CHECKING:
     from gridq.worker.app import App, Task
@@ -68,8 +67,9 @@ def prepare(
                 DEAD, "?", error_type="MalformedJob", message=str(exc), reason="malformed envelope"
             ),
         )
-    if app.verifier is not None and (refused := signature_check.refused(app.verifier, job)):
-        return job, None, refused
+    if app.verifier is not None and (bad := app.verifier.check(job.item, job.is_raw)):
+        kind = {"error_type": bad.error_type, "message": bad.message, "reason": bad.reason}
+        return job, None, Outcome(DEAD, task_label(job), **kind)
     handler = app.handler_for(job)
     if handler is None:
         if job.task is None:
