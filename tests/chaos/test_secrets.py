@@ -69,7 +69,7 @@ def test_no_secret_anywhere(chaos: ModuleType, tmp_path: Path) -> None:
     try:
         grid.start_redis()
         hub = grid.start_hub()
-        grid.add_agent(parallelism=2)
+        grid.add_agent(parallelism=3)  # audit, audit-bad, audit-acl
         chaos.create_worker_task(grid, "audit", 1)
         # A second task whose Redis password is wrong: error paths (diagnosis, doctor, logs).
         wrong = grid.redis_url.replace(grid.redis_password, chaos.marker("zqW"))

@@ -6,13 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
-import textwrap
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,8 +15,10 @@ from fastapi.testclient import TestClient
 from hub_helpers import ADMIN_H, heartbeat, register, task_body
 
 from gridq.queue import Queue
+from tests.worker.conftest import spawn_worker, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["spawn_worker"]  # the fixture: a real `gridq worker` process
+
 ADMIN_PW = "acl-admin-Zq81xW"
 USER = "gridq-task-square"
 
@@ -43,16 +39,6 @@ def worker_env(client: TestClient) -> dict[str, str]:
     return env
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 def as_user(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5)
 
@@ -63,60 +49,28 @@ def refused(fn: Callable[[], Any]) -> str:
     return str(exc.value)
 
 
-@pytest.fixture
-def worker_proc(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
+APP = """
+from gridq.errors import Retry
+from gridq.worker import App
 
-    def start(env: dict[str, str]) -> subprocess.Popen[str]:
-        (tmp_path / "acl_app.py").write_text(
-            textwrap.dedent(
-                """
-                from gridq.errors import Retry
-                from gridq.worker import App
+app = App()
+tries = {}
 
-                app = App()
-                tries = {}
+@app.task(retries=3, backoff=0.05)
+def square(x):
+    tries[x] = tries.get(x, 0) + 1
+    if x == 3 and tries[x] < 2:
+        raise Retry("once more", delay=0.05)
+    return x * x
 
-                @app.task(retries=3, backoff=0.05)
-                def square(x):
-                    tries[x] = tries.get(x, 0) + 1
-                    if x == 3 and tries[x] < 2:
-                        raise Retry("once more", delay=0.05)
-                    return x * x
-
-                @app.task(retries=0)
-                def boom():
-                    raise ValueError("always")
-                """
-            )
-        )
-        full = {k: v for k, v in os.environ.items() if not k.startswith("GRIDQ_")}
-        full.update(env)
-        full["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
-        p = subprocess.Popen(
-            [sys.executable, "-m", "gridq.cli.main", "worker", "acl_app:app"],
-            cwd=tmp_path,
-            env=full,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+@app.task(retries=0)
+def boom():
+    raise ValueError("always")
+"""
 
 
 def test_task_user_runs_the_worker_and_is_confined(
-    client: TestClient, acl_redis: Any, worker_proc: Any, caplog: pytest.LogCaptureFixture
+    client: TestClient, acl_redis: Any, spawn_worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     admin = acl_redis.client()
@@ -144,14 +98,14 @@ def test_task_user_runs_the_worker_and_is_confined(
 
     # A real worker with exactly the hub's environment processes jobs, retries and
     # dead letters included (scripts, delayed ZSET, stats, consumers, alive keys).
-    p = worker_proc(env)
+    p = spawn_worker(APP, env=env)
     q = Queue(admin, "square-in")
     for x in (2, 3, 4):
         q.enqueue("square", x)
     q.enqueue("boom")
     q.enqueue("square", 5, _priority=5)
     q.enqueue("square", 6, _delay=0.2)
-    wait_for(lambda: admin.llen("square-out") >= 6 or p.poll() is not None)
+    wait_for(lambda: admin.llen("square-out") >= 6 or p.poll() is not None, 30)
     out = [json.loads(x) for x in admin.lrange("square-out", 0, -1)]
     assert sorted(o["result"] for o in out if o["status"] == "ok") == [4, 9, 16, 25, 36], (
         p.poll(),
