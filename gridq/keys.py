@@ -87,6 +87,10 @@ class QueueKeys:
         """STRING with TTL = lease: present while the consumer lives (renewed by its heartbeat)."""
         return f"{self._base}:alive:{consumer_id}"
 
+    def scheduled(self, job_id: str) -> str:
+        """STRING with TTL: a schedule's job ``job_id`` was pushed here (pushed once)."""
+        return f"{self._base}:sched:{job_id}"
+
     @property
     def tagged_prefix(self) -> str:
         """Start of every gridq key of this queue (for SCAN MATCH; escape it first)."""
@@ -118,6 +122,10 @@ HUB_ASSIGNMENTS = f"{HUB}:assignments"  # HASH node_id -> assignment JSON
 HUB_SCHEDULE_LOCK = f"{HUB}:schedule_lock"  # STRING lock around a scheduling pass
 HUB_STATE = f"{HUB}:state"  # HASH misc: spec version, sequential cursor
 HUB_EVENTS = f"{HUB}:events"  # LIST recent events (capped)
+HUB_LEADER = f"{HUB}:leader"  # STRING "epoch:replica" with TTL: the leader's lease
+HUB_LEADER_INFO = f"{HUB}:leader_info"  # HASH epoch, holder, since, renewed, misfire_before
+HUB_SCHEDULES = f"{HUB}:schedules"  # HASH name -> schedule JSON
+HUB_SCHEDULES_PENDING = f"{HUB}:schedules_pending"  # ZSET job id claimed, not yet pushed
 
 
 def hub_node_secret(node_id: str) -> str:
@@ -128,6 +136,11 @@ def hub_node_secret(node_id: str) -> str:
 def hub_task_rate(name: str) -> str:
     """LIST: recent (time, processed) samples used to compute a task's rate."""
     return f"{HUB}:task:{name}:rate"
+
+
+def hub_schedule_state(name: str) -> str:
+    """HASH: a schedule's ticks: last_tick (claimed), last_run, last_job_id, runs, lag."""
+    return f"{HUB}:schedule:{name}:state"
 
 
 def all_documented() -> list[str]:
@@ -144,6 +157,7 @@ def all_documented() -> list[str]:
         q.last_claim,
         q.paused,
         q.alive("<consumer>"),
+        q.scheduled("<job>"),
         HUB_TASKS,
         HUB_TASK_ORDER,
         HUB_TASK_SEQ,
@@ -158,4 +172,9 @@ def all_documented() -> list[str]:
         HUB_EVENTS,
         hub_node_secret("<id>"),
         hub_task_rate("<name>"),
+        HUB_LEADER,
+        HUB_LEADER_INFO,
+        HUB_SCHEDULES,
+        HUB_SCHEDULES_PENDING,
+        hub_schedule_state("<name>"),
     ]

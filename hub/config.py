@@ -96,6 +96,13 @@ class HubSettings(GridqSettings):
         default=False,
         description="tasks that do not say: give their workers a Redis ACL user (redis_acl)",
     )
+    leader_lease: float = Field(
+        default=2.0,
+        ge=0.5,
+        le=60,
+        description="seconds a hub replica's leadership (periodic passes, schedule ticks) lives"
+        " without renewal: the longest handover after a leader dies",
+    )
     validate_redis_timeout: float = Field(
         default=2.0,
         gt=0,

@@ -20,6 +20,7 @@ from .background import Lifespan, lifespan
 from .config import HubSettings, check_tokens
 from .errors import install_handlers
 from .fastpath import HEARTBEAT_ROUTE, HeartbeatFastPath
+from .leader import Leader
 from .middleware import LatencyMiddleware, latency_histogram
 from .outage import RedisOutage
 from .routes import (
@@ -31,13 +32,25 @@ from .routes import (
     node_api,
     nodes,
     prometheus_sd,
+    schedules,
     tasks,
 )
 from .store import Store
 
 log = logging.getLogger("gridq.hub")
 
-ROUTERS = (health, metrics, tasks, nodes, node_api, gridnode, prometheus_sd, events, doctor)
+ROUTERS = (
+    health,
+    metrics,
+    tasks,
+    nodes,
+    node_api,
+    gridnode,
+    prometheus_sd,
+    events,
+    doctor,
+    schedules,
+)
 
 
 def create_app(settings: HubSettings | None = None, *, background: bool = True) -> FastAPI:
@@ -55,8 +68,10 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
     store.nodes.listening_since = time.time()
     outage = RedisOutage(store.nodes, settings.offline_after)
 
-    app = _app(settings, lifespan(store, settings.schedule_interval, outage, background))
+    leader = Leader(store.r, settings.leader_lease)
+    app = _app(settings, lifespan(store, settings.schedule_interval, outage, leader, background))
     app.state.settings = settings
+    app.state.leader = leader
     app.state.store = store
     app.state.redis_outage = outage
     app.state.registry = CollectorRegistry()

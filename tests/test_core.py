@@ -138,7 +138,7 @@ def test_check_names_auth_problems(make_redis) -> None:
 
 
 def test_check_names_unreachable() -> None:
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     with pytest.raises(RedisUnavailable, match="refused"):
         redisurl.check(f"redis://:pw@127.0.0.1:{free_port()}", timeout=1)

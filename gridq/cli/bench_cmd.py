@@ -4,25 +4,26 @@ checkout and are loaded from there."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import click
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script(name: str) -> ModuleType:
-    path = BENCH_DIR / f"{name}.py"
-    if not path.exists():
-        raise click.ClickException(f"{path} not found: benchmarks run from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"gridq_bench_{name}", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """Import ``bench.<name>`` from the source checkout: its root goes on sys.path once,
+    here, so the scripts import ``bench.*`` and ``tests.support`` by their full names."""
+    if not (ROOT / "bench" / f"{name}.py").exists():
+        raise click.ClickException(
+            f"{ROOT / 'bench' / name}.py not found: benchmarks run from a source checkout"
+        )
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"bench.{name}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,13 +56,5 @@ def hub_bench(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def chaos(args: tuple[str, ...]) -> None:
     """Kills, partitions, long jobs and load: zero lost jobs, in figures (--help for options)."""
-    # Registered in sys.modules: the script's dataclasses look their module up there.
-    path = BENCH_DIR / "chaos.py"
-    if not path.exists():
-        raise click.ClickException(f"{path} not found: benchmarks run from a source checkout")
-    spec = importlib.util.spec_from_file_location("gridq_bench_chaos", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    mod = load_script("chaos")
     sys.exit(mod.main(list(args)))

@@ -18,6 +18,8 @@ node ready to send.
   stop, delete; nodes read back with their status
 - ``store.figures`` (figures.py): live queue figures and rates from the tasks' Redis
 - ``store.events`` (events.py): the event log
+- ``store.schedules`` (schedules.py, schedule_push.py): schedules, their tick claims
+  and the idempotent push to the task's queue (docs/schedules.md)
 - ``store.scheduling`` (placement_pass.py): the scheduling service over the four:
   passes (steps in pass_steps.py), the lock (lock.py), sequential mode
 
@@ -36,6 +38,7 @@ from .figures import Figures
 from .node_views import NodeView, counts
 from .nodes import NODE_ID_RE, NodeAuthError, NodeGone, Nodes, secret_hash
 from .placement_pass import SchedulingService
+from .schedules import Schedules
 from .specs import CELERY_COMMAND, celery_queues, demand_of, spec_hash_of, worker_spec
 from .tasks import Tasks
 
@@ -67,6 +70,7 @@ class Store:
         self.tasks = Tasks(self.r)
         self.figures = Figures(self.r, settings)
         self.nodes = Nodes(self.r, settings, self.events)
+        self.schedules = Schedules(self.r, settings, self.tasks)
         self.scheduling = SchedulingService(
             self.r,
             settings,
@@ -82,3 +86,4 @@ class Store:
     async def close(self) -> None:
         await self.r.aclose()
         self.figures.close()
+        self.schedules.close()

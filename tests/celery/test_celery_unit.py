@@ -12,16 +12,13 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 
-pytest.importorskip("celery")
-
-from celery import Celery  # noqa: E402
-
-from gridq.celery_depth import celery_queue_depth, celery_queue_depth_detail  # noqa: E402
-from gridq.errors import ConfigError  # noqa: E402
-from gridq.worker.celery.checks import pool_name, run_checks  # noqa: E402
-from gridq.worker.celery.command import build_argv  # noqa: E402
-from gridq.worker.celery.settings import CelerySettings, load_celery_settings  # noqa: E402
+from gridq.celery_depth import celery_queue_depth, celery_queue_depth_detail
+from gridq.errors import ConfigError
+from gridq.worker.celery.checks import pool_name, run_checks
+from gridq.worker.celery.command import build_argv
+from gridq.worker.celery.settings import CelerySettings, load_celery_settings
 
 
 def _app(url: str = "redis://127.0.0.1:1/0", **conf: Any) -> Celery:
@@ -255,7 +252,7 @@ def test_stats_flusher_keeps_counts_and_logs_an_outage_twice(
 ) -> None:
     from gridq.keys import QueueKeys
     from gridq.worker.celery.stats import Flusher, StatsBuffer
-    from tests.conftest import RedisServer
+    from tests.support import RedisServer
 
     srv = RedisServer(redis_binary, tmp_path, password="stats-pw")
     srv.start()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.support import need
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +27,7 @@ def test_kills_lose_nothing_docker_runtime(chaos: ModuleType, tmp_path: Path) ->
     # chaos handler, host network): worker containers SIGKILLed, the hub and one node
     # agent SIGKILLed and restarted (the agent adopts its containers), Redis restarted.
     if not _docker_ready():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: the docker runtime chaos test needs a Docker engine and "
-                        "gridq-worker:test (scripts/build-test-images.sh worker)")  # fmt: skip
-        pytest.skip("no Docker engine or no gridq-worker:test image")
+        need("a Docker engine and gridq-worker:test (scripts/build-test-images.sh worker)")
     rep = chaos.run_kills(
         tmp_path, jobs=2000, rate=120.0, hub_restarts=1, lease=2.0, runtime="docker"
     )

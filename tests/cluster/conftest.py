@@ -15,7 +15,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from tests.conftest import need
+from tests.support import need
 
 NODES = 6
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, need
+from tests.support import free_port, need
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 

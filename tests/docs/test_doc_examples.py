@@ -33,7 +33,7 @@ import httpx
 import pytest
 from doc_examples import Example, collect
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

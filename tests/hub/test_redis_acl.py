@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from hub_helpers import ADMIN_H, heartbeat, register, task_body
 
 from gridq.queue import Queue
-from tests.worker.conftest import spawn_worker, wait_for
+from tests.support import wait_for
+from tests.worker.conftest import spawn_worker
 
 __all__ = ["spawn_worker"]  # the fixture: a real `gridq worker` process
 

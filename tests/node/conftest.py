@@ -16,26 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from node_helpers import GRIDQ, AgentProc, Hub, wait_for
 
-
-def _root_conftest() -> Any:
-    # tests/ is not a package and every folder has a conftest.py: load the root one by
-    # path under its own name to reuse need() and free_port().
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_gridq_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_root = _root_conftest()
-need: Callable[[str], None] = _root.need
-free_port: Callable[[], int] = _root.free_port
+from tests.support import free_port, need, wait_for
+from tests.support.stack import GRIDQ, AgentProc, Hub
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -108,7 +91,11 @@ def hub(make_redis: Any, tmp_path: Path) -> Iterator[Hub]:
         GRIDQ_HUB_REDIS_URL=srv.url,
         GRIDQ_HUB_TOKEN=ADMIN_TOKEN,
         GRIDQ_NODE_TOKEN=NODE_TOKEN,
-        GRIDQ_HUB_HEARTBEAT_INTERVAL="0.3",
+        # Heartbeats fast enough that assignments reach agents quickly, and an offline
+        # verdict only after 10 s of silence: a slow `docker ps` on a loaded 2-core machine
+        # (seconds, at worst) must not take a node offline and restart its workers.
+        GRIDQ_HUB_HEARTBEAT_INTERVAL="0.5",
+        GRIDQ_HUB_NODE_OFFLINE_AFTER="10",
         GRIDQ_HUB_SCHEDULE_INTERVAL="0.3",
         GRIDQ_HUB_LOG_LEVEL="warning",
     )
@@ -159,7 +146,7 @@ def make_agent(
             GRIDQ_NODE_TOKEN=NODE_TOKEN,
             GRIDQ_NODE_STATE_DIR=str(sd),
             GRIDQ_NODE_RUNTIME=runtime,
-            GRIDQ_NODE_HEARTBEAT_INTERVAL="0.3",
+            GRIDQ_NODE_HEARTBEAT_INTERVAL="0.5",  # the hub's offline_after is 10 s
             GRIDQ_NODE_STOP_TIMEOUT="3",
             GRIDQ_NODE_RESTART_BACKOFF="0.3",
             GRIDQ_NODE_RESTART_BACKOFF_MAX="2",

@@ -1,4 +1,6 @@
-"""Helpers of the node tests (imported by name: tests/ is not a package)."""
+"""Stack helpers: a real `gridq hub` process seen through its REST API (Hub) and
+`gridq node` agent processes (AgentProc). The node tests' fixtures start them; the
+chaos bench (bench/chaos_grid.py) builds its grid from them."""
 
 from __future__ import annotations
 
@@ -6,26 +8,15 @@ import json
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support.polling import wait_for
+
 BIN = Path(sys.executable).parent
 GRIDQ = str(BIN / "gridq")
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
 class Hub:
