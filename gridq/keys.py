@@ -143,6 +143,27 @@ def hub_schedule_state(name: str) -> str:
     return f"{HUB}:schedule:{name}:state"
 
 
+# The web dashboard (hub/ui): chart history written by one hub replica per interval.
+HUB_UI_LATEST = f"{HUB}:ui:latest"  # HASH task name -> last sampled figures JSON
+HUB_UI_TOTALS = f"{HUB}:ui:totals"  # LIST grid-wide samples, newest first (capped)
+
+
+def hub_ui_history(name: str) -> str:
+    """LIST: one task's samples (time, counters, depth), newest first, capped (>= 1 h)."""
+    return f"{HUB}:ui:history:{name}"
+
+
+def hub_ui_sample_slot(slot: int) -> str:
+    """STRING, SET NX with a TTL: the replica that set it samples this interval."""
+    return f"{HUB}:ui:slot:{slot}"
+
+
+def hub_ui_session(digest: str) -> str:
+    """HASH with TTL = session lifetime: role and CSRF token of one dashboard login,
+    keyed by the SHA-256 of the cookie (the cookie itself is never stored)."""
+    return f"{HUB}:ui:session:{digest}"
+
+
 def all_documented() -> list[str]:
     """Key patterns as docs/protocol.md writes them (``<queue>``, ``<id>``... placeholders)."""
     q = QueueKeys("<queue>")
@@ -177,4 +198,9 @@ def all_documented() -> list[str]:
         HUB_SCHEDULES,
         HUB_SCHEDULES_PENDING,
         hub_schedule_state("<name>"),
+        HUB_UI_LATEST,
+        HUB_UI_TOTALS,
+        hub_ui_history("<name>"),
+        hub_ui_sample_slot(0).replace(":0", ":<slot>"),
+        hub_ui_session("<digest>"),
     ]

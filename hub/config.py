@@ -68,6 +68,16 @@ class HubSettings(GridqSettings):
         default=None,
         description="node join token (GRIDQ_NODE_TOKEN)",
     )
+    viewer_token: SecretStr | None = Field(
+        default=None,
+        description="read-only token (GRIDQ_HUB_VIEWER_TOKEN): the dashboard and every GET of"
+        " the API, never a change (403)",
+    )
+    ui_session_ttl: float = Field(
+        default=8 * 3600,
+        gt=0,
+        description="seconds a dashboard login lasts (GRIDQ_HUB_UI_SESSION_TTL)",
+    )
     insecure_dev: bool = Field(
         default=False,
         description="allow missing or placeholder tokens (development only; a missing token opens that API)",
@@ -147,6 +157,9 @@ class HubSettings(GridqSettings):
     def join_token(self) -> str | None:
         return self.node_token.get_secret_value() if self.node_token else None
 
+    def viewer(self) -> str | None:
+        return self.viewer_token.get_secret_value() if self.viewer_token else None
+
 
 def with_password(url: str, password: str) -> str:
     """``url`` with ``password`` in its userinfo (percent-encoded; the user name kept).
@@ -202,6 +215,14 @@ def check_tokens(settings: HubSettings) -> list[str]:
     if admin and join and admin == join:
         # Same value would let any node call the admin API.
         problems.append("GRIDQ_HUB_TOKEN and GRIDQ_NODE_TOKEN must differ")
+    viewer = settings.viewer()
+    if viewer is not None:
+        # Optional, but when given it must be as strong as the others, and distinct:
+        # equal to the admin token it would be no read-only token at all.
+        if p := token_problem("GRIDQ_HUB_VIEWER_TOKEN", viewer):
+            problems.append(p)
+        if viewer in (admin, join):
+            problems.append("GRIDQ_HUB_VIEWER_TOKEN must differ from the admin and node tokens")
     if problems and not settings.insecure_dev:
         raise ConfigError(
             "the hub refuses to start: "

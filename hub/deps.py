@@ -1,7 +1,9 @@
 """Every FastAPI dependency of the hub, in one place: settings, store, authentication.
 
-Three credentials, three scopes:
+Four credentials, four scopes:
 - the admin token (GRIDQ_HUB_TOKEN): the user API, /metrics, service discovery;
+- the viewer token (GRIDQ_HUB_VIEWER_TOKEN, optional): the same, read only (GET/HEAD;
+  any change is 403);
 - the node join token (GRIDQ_NODE_TOKEN): only POST /api/node/register;
 - a node's own secret (issued at registration): only that node's heartbeat and leave.
 Every comparison is constant-time (hmac.compare_digest); no token is ever logged.
@@ -53,7 +55,11 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
+READ_METHODS = ("GET", "HEAD")
+
+
 def require_admin(
+    request: Request,
     settings: SettingsDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
 ) -> None:
@@ -63,6 +69,14 @@ def require_admin(
     given = creds.credentials if creds else ""
     if same(given, expected):
         return
+    viewer = settings.viewer()
+    if viewer and same(given, viewer):
+        if request.method in READ_METHODS:
+            return
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="the viewer token (GRIDQ_HUB_VIEWER_TOKEN) may read, not change",
+        )
     join = settings.join_token()
     if join and same(given, join):
         raise HTTPException(

@@ -36,6 +36,7 @@ from .routes import (
     tasks,
 )
 from .store import Store
+from .ui import install as install_ui
 
 log = logging.getLogger("gridq.hub")
 
@@ -79,6 +80,7 @@ def create_app(settings: HubSettings | None = None, *, background: bool = True) 
     install_handlers(app, outage)
     for module in ROUTERS:
         app.include_router(module.router)
+    install_ui(app, background=background)
     # The last middleware added is the outermost: latency is measured around the
     # heartbeat fast path too, which serves successful heartbeats without the router.
     hb_route = next(

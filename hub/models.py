@@ -324,6 +324,11 @@ class Instances(BaseModel):
     placed: int = Field(description="replicas assigned to nodes (fewer than desired: no room)")
     running: int = Field(description="instances nodes report running")
     by_node: dict[str, int] = Field(default_factory=dict, description="node id -> running")
+    unplaced: str | None = Field(
+        default=None,
+        description="why replicas find no node although slots may be free (e.g. the task "
+        "has only an image and every online node uses the process runtime), with the fix",
+    )
 
 
 class TaskOut(BaseModel):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from gridq.doctor.placement import runtime_mismatch
 
 from .gridcore import node_fields, rfc3339
 from .models import Instances, NodeInstanceOut, NodeOut, TaskOut, TaskRecord
@@ -47,6 +50,13 @@ async def render_tasks(store: Store, recs: list[TaskRecord], live: bool) -> list
     running = running_by_task(await store.nodes.live_records())
     current = (await store.scheduling.state()).get("seq_current") or None
     stats = await store.figures.stats_many(r.spec for r in recs) if live else {}
+    short = [
+        r
+        for r in recs
+        if int(summary.get(r.spec.name, {}).get("placed", 0))
+        < int(summary.get(r.spec.name, {}).get("desired", 0))
+    ]
+    online = await _online_runtimes(store) if short else []
     out = []
     for rec in recs:
         name = rec.spec.name
@@ -56,11 +66,26 @@ async def render_tasks(store: Store, recs: list[TaskRecord], live: bool) -> list
             placed=int(sm.get("placed", 0)),
             running=sum(running.get(name, {}).values()),
             by_node=running.get(name, {}),
+            unplaced=_unplaced(rec, online) if rec in short else None,
         )
         figures = await store.figures.live(rec.spec, stats[name]) if live else None
         status = task_status(rec, store.settings.scheduling, current)
         out.append(TaskOut.build(rec, status, figures, counts))
     return out
+
+
+async def _online_runtimes(store: Store) -> list[dict[str, str]]:
+    """The runtime of every online node, as gridq.doctor.placement reads nodes."""
+    out = []
+    for _nid, caps in await store.nodes.online():
+        info = json.loads(caps).get("info", {})
+        out.append({"runtime": str(info.get("runtime") or "docker"), "status": "online"})
+    return out
+
+
+def _unplaced(rec: TaskRecord, online: list[dict[str, str]]) -> str | None:
+    found = runtime_mismatch(rec.spec.model_dump(), online)
+    return f"{found[0]}. {found[1]}" if found else None
 
 
 def node_out(v: NodeView) -> NodeOut:

@@ -255,6 +255,7 @@ def test_secret_settings_read_var_file(
         "redis_password": "GRIDQ_HUB_REDIS_PASSWORD",
         "token": "GRIDQ_HUB_TOKEN",
         "node_token": "GRIDQ_NODE_TOKEN",
+        "viewer_token": "GRIDQ_HUB_VIEWER_TOKEN",
     }
     assert secret_env(NodeSettings) == {"node_token": "GRIDQ_NODE_TOKEN"}
     assert secret_env(WorkerSettings) == {

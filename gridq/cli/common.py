@@ -16,6 +16,9 @@ from gridq.redisurl import mask_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What click exits with on a usage mistake; our own "you must give X" errors use it too.
+EXIT_USAGE = 2
+
 
 class CliError(click.ClickException):
     """A one-line error for the user; exit code 1 (or the given one)."""
@@ -52,7 +55,7 @@ def friendly(fn: F) -> F:
         except httpx.HTTPError as exc:
             fail(f"cannot reach the hub: {exc}")
         except redis.RedisError as exc:
-            err = explain(exc, _last_redis_url)
+            err = explain(exc, _last_redis_url) if _last_redis_url else None
             fail(str(err) if err else f"Redis error: {exc}")
 
     return wrapper  # type: ignore[return-value]

@@ -49,7 +49,7 @@ def _default(field: FieldInfo) -> str:
         return (
             "(computed)"
             if callable(value)
-            else f"`{value!r}`"
+            else f"`{value}`"  # str: a path shows as /var/lib/..., not PosixPath(...)
             if value not in ({}, [], None)
             else "—"
         )
@@ -122,9 +122,9 @@ def render() -> str:
                 names.append(f"{secret[name]}_FILE")
             env = ", ".join(f"`{e}`" for e in names)
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-            lines.append(
-                f"| `{name}` | {env} | {flags.get(name, '—')} | {_default(field)} | {desc} |"
-            )
+            # A flag named after the field, or without the part's prefix (--pool: worker_pool).
+            flag = flags.get(name) or flags.get(name.removeprefix(f"{section}_"), "—")
+            lines.append(f"| `{name}` | {env} | {flag} | {_default(field)} | {desc} |")
         lines.append("")
     return "\n".join(lines)
 

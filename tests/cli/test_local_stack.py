@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -209,6 +210,19 @@ def test_demo_in_a_fresh_venv(tmp_path: Path, redis_binary: str) -> None:
     }
     env["GRIDQ_STATE_DIR"] = str(tmp_path / "state")
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+    # No source checkout here: every benchmark says what it needs, --help included.
+    for args in (["--help"], ["chaos", "--help"], ["throughput", "--jobs", "10"]):
+        r = subprocess.run(
+            [str(venv / "bin" / "gridq"), "bench", *args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "source checkout" in r.stderr and "pip install -e '.[bench]'" in r.stderr
+        assert "Traceback" not in r.stderr
     before = {p.pid for p in psutil.process_iter()}
     r = subprocess.run(
         [str(venv / "bin" / "gridq"), "up", "--demo", "--jobs", "5000"],
@@ -223,10 +237,14 @@ def test_demo_in_a_fresh_venv(tmp_path: Path, redis_binary: str) -> None:
     row = [line for line in r.stdout.splitlines() if "5000 │ 5000" in line]
     assert row, r.stdout
     time.sleep(0.5)
+    # This stack's Redis by its port: other tests on the machine start redis-servers too.
+    port = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)/", r.stdout)
+    assert port, r.stdout
+    ours = f"redis-server 127.0.0.1:{port.group(1)}"
     leftovers = [
         p
         for p in psutil.process_iter(["pid", "cmdline"])
         if p.pid not in before
-        and any(str(venv) in c or "redis-server" in c for c in (p.info["cmdline"] or []))
+        and any(str(venv) in c or ours in c for c in (p.info["cmdline"] or []))
     ]
     assert not leftovers, [p.info["cmdline"] for p in leftovers]

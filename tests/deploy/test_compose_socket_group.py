@@ -22,7 +22,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import free_port, need
+from tests.support import free_port, need, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -82,15 +81,7 @@ def _secret() -> str:
 
 
 def _wait(what: str, cond: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            last = cond()
-            if last:
-                return last
-        time.sleep(1.0)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    return wait_for(cond, timeout, 1.0, what, ignoring=(OSError, ValueError))
 
 
 def test_quick_start_as_written_on_a_docker_group_socket(tmp_path: Path) -> None:
