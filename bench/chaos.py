@@ -103,6 +103,7 @@ def run_kills(
     jobs: int = 3000,
     rate: float = 120.0,
     kill_every: float = 2.0,
+    min_worker_kills: int = 0,
     hub_restarts: int = 1,
     node_kill: bool = True,
     redis_restart: bool = True,
@@ -161,7 +162,12 @@ def run_kills(
         def note(msg: str) -> None:
             rep.events.append(f"{time.monotonic() - t0:7.1f}s {msg}")
 
-        while not prod.done.is_set():
+        # Keep killing past the last push until ``min_worker_kills`` (a loaded machine
+        # pushes slower or restarts workers slower), bounded so a broken grid cannot hang.
+        kill_deadline = t0 + push_s + 30 * kill_every
+        while not prod.done.is_set() or (
+            rep.worker_kills < min_worker_kills and time.monotonic() < kill_deadline
+        ):
             now = time.monotonic() - t0
             if plan and now >= plan[0][0]:
                 _, what = plan.pop(0)

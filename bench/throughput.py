@@ -23,6 +23,8 @@ enqueue-to-start latency at a steady 200 jobs/s, and the idle RSS of a gridq wor
   celery    threads pool, concurrency 8, Redis broker
   dramatiq  1 process, 8 threads, Redis broker
   rq        SimpleWorker (no fork per job), --burst
+  gridq signed   the envelope row with signed jobs and a worker that verifies them
+                 (GRIDQ_SIGNING_KEY): the cost of signed jobs (--skip "gridq signed")
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ import textwrap
 import time
 from pathlib import Path
 
-from gridq import protocol
+from gridq import protocol, signing
 from gridq.queue import Queue
 from tests.support import RedisServer, redis_server_binary
 
 ROOT = Path(__file__).resolve().parents[1]
+SIGNING_KEY = "bench-signing-key-0123456789"
 VENV_BIN = Path(sys.executable).parent
 
 # Imported by every framework's task: stamps the first job's start and the N-th job's
@@ -208,6 +211,21 @@ class Bench:
             n, [str(VENV_BIN / "gridq"), "worker", "gridq_app:app"], INPUT_QUEUE="bench"
         )
 
+    def gridq_signed(self, n: int) -> float:
+        """The envelope row signed (GRIDQ_SIGNING_KEY on both sides): what verifying costs."""
+        self.r.flushall()
+        q = Queue(self.r, "bench")
+        keys = [SIGNING_KEY.encode()]
+        for i in range(0, n, 1000):
+            batch = range(min(1000, n - i))
+            q.push_items(signing.sign_item(protocol.encode("noop"), keys) for _ in batch)
+        return self.run(
+            n,
+            [str(VENV_BIN / "gridq"), "worker", "gridq_app:app"],
+            INPUT_QUEUE="bench",
+            GRIDQ_SIGNING_KEY=SIGNING_KEY,
+        )
+
     def gridq_raw(self, n: int) -> float:
         self.r.flushall()
         q = Queue(self.r, "bench")
@@ -298,6 +316,7 @@ class Bench:
 ROWS = {
     "gridq envelope": "gridq_envelope",
     "gridq raw": "gridq_raw",
+    "gridq signed": "gridq_signed",
     "celery": "celery",
     "dramatiq": "dramatiq",
     "rq": "rq",

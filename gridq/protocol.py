@@ -45,6 +45,8 @@ class Job:
     priority: int = 0
     # The exact bytes as they sit in the queue: what acknowledging removes.
     item: bytes = b""
+    # The producer's signature (gridq.signing); kept across retries, which leave it valid.
+    sig: str | None = None
 
     @property
     def is_raw(self) -> bool:
@@ -175,6 +177,7 @@ def decode(item: bytes) -> Job:
         timeout=timeout,
         priority=priority,
         item=item,
+        sig=sig if isinstance(sig := body.get("sig"), str) else None,
     )
 
 
@@ -182,6 +185,13 @@ def with_attempt(job: Job, attempt: int) -> bytes:
     """The job re-encoded for its next attempt (same id)."""
     if job.raw is not None:
         return encode_raw_retry(job.raw, job.id, attempt)
+    if job.sig is not None:
+        # A signed envelope keeps every field exactly as its producer wrote it (only the
+        # unsigned attempt changes): re-encoding from the decoded fields would add
+        # defaults and so break the signature.
+        body = json.loads(job.item)
+        body["attempt"] = attempt
+        return json.dumps(body, separators=(",", ":")).encode()
     return encode(
         job.task or "",
         job.args,

@@ -7,6 +7,7 @@ what the hub and the CLI read queue figures from.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ import redis
 from gridq import protocol
 from gridq.keys import QueueKeys
 from gridq.redisurl import client, mask
+from gridq.signing import Signer
 
 STAT_FIELDS = ("processed", "failed", "retried", "dead")
 
@@ -36,6 +38,11 @@ class Queue:
         return f"Queue({self.name!r}, url={mask(self._url)!r})"
 
     # --- producing ------------------------------------------------------------------
+
+    @functools.cached_property
+    def signer(self) -> Signer:
+        """Signs envelopes when GRIDQ_SIGNING_KEY is set (read on first use)."""
+        return Signer.from_env()
 
     def enqueue(
         self,
@@ -59,6 +66,7 @@ class Queue:
             timeout=_timeout,
             priority=_priority,
         )
+        item = self.signer.sign(item)
         self.push_items([item], priority=_priority, delay=_delay)
         return job_id
 

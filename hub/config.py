@@ -140,6 +140,10 @@ class HubSettings(GridqSettings):
         gt=0,
         description="seconds between periodic scheduling passes (offline nodes, autoscale, auto-advance)",
     )
+    redis_acl: bool = Field(
+        default=False,
+        description="tasks that do not say: give their workers a Redis ACL user (redis_acl)",
+    )
     leader_lease: float = Field(
         default=2.0,
         ge=0.5,

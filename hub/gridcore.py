@@ -119,8 +119,8 @@ def task_config(rec: TaskRecord, platform: str) -> TaskConfig | None:
     return TaskConfig(
         task_name=s.name,
         image=image,
-        input_redis=s.input_redis,
-        output_redis=s.output_redis,
+        input_redis=s.worker_input_redis,
+        output_redis=s.acl_output_redis or s.output_redis,
         input_queue=s.input_queue,
         # gridq's "" (results discarded) is GridCore's absent output queue.
         output_queue=s.output_queue or None,

@@ -17,6 +17,8 @@ from gridq.keys import check_queue_name
 from gridq.nodeproto import Resources
 from gridq.redisurl import mask, mask_text, validate_url
 
+from . import secret_env
+
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
@@ -109,6 +111,11 @@ class _TaskFields(_Strict):
     # kind = "celery" only (reserved for the Celery integration).
     app: str | None = Field(default=None, max_length=512, description='celery: "module:app"')
     queues: list[str] | None = Field(default=None, description="celery: queues to consume")
+    redis_acl: bool | None = Field(
+        default=None,
+        description="give workers a Redis ACL user limited to this task's keys "
+        "(default: GRIDQ_HUB_REDIS_ACL)",
+    )
 
     @field_validator("image")
     @classmethod
@@ -231,6 +238,7 @@ class TaskCreate(_TaskFields):
             autoscale=self.autoscale,
             app=self.app,
             queues=self.queues,
+            redis_acl=self.redis_acl,
         )
 
 
@@ -259,14 +267,27 @@ class TaskSpec(_Strict):
     autoscale: Autoscale | None = None
     app: str | None = None
     queues: list[str] | None = None
+    redis_acl: bool | None = None  # None until the hub applies its default
+    # The task's own ACL users' URLs (hub/task_acl.py): what workers get instead of the
+    # registering credentials. Never in API answers.
+    acl_input_redis: str | None = None
+    acl_output_redis: str | None = None
 
     @property
     def out_redis(self) -> str:
         return self.output_redis or self.input_redis
 
+    @property
+    def worker_input_redis(self) -> str:
+        return self.acl_input_redis or self.input_redis
+
+    @property
+    def worker_output_redis(self) -> str:
+        return self.acl_output_redis or self.out_redis
+
     def as_create(self) -> dict[str, Any]:
         """The spec as a registration body (for merging a PATCH into it)."""
-        return self.model_dump(exclude_none=False)
+        return self.model_dump(exclude_none=False, exclude={"acl_input_redis", "acl_output_redis"})
 
 
 class TaskRecord(_Strict):
@@ -329,6 +350,7 @@ class TaskOut(BaseModel):
     autoscale: Autoscale | None
     app: str | None = None
     queues: list[str] | None = None
+    redis_acl: bool = False
     spec_hash: str
     status: Literal["active", "paused", "waiting", "finished"]
     created_at: float
@@ -356,7 +378,7 @@ class TaskOut(BaseModel):
             input_queue=s.input_queue,
             output_queue=s.output_queue,
             replicas=s.replicas,
-            env={k: mask_text(v) for k, v in s.env.items()},
+            env={k: secret_env.shown(k, v) for k, v in s.env.items()},
             resources=s.resources,
             constraints=s.constraints,
             pool=s.pool,
@@ -364,6 +386,7 @@ class TaskOut(BaseModel):
             autoscale=s.autoscale,
             app=s.app,
             queues=s.queues,
+            redis_acl=bool(s.redis_acl),
             spec_hash=rec.spec_hash,
             status=status,  # type: ignore[arg-type]
             created_at=rec.created_at,

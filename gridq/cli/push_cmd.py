@@ -67,7 +67,7 @@ def push(
     q = Queue.from_url(redis_location(redis_url), queue)
     source, total = _source(items, file_, count)
     if task:
-        source = _envelopes(task, source)
+        source = map(q.signer.sign, _envelopes(task, source))  # signed with GRIDQ_SIGNING_KEY
     show = (total is None or total >= 10_000) and sys.stderr.isatty() and not as_json
     started = time.perf_counter()
     pushed = _push_all(q, source, total, show)

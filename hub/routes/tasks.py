@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from gridq.errors import RedisAuthError, RedisUnavailable
 from gridq.redisurl import check, mask
 
+from .. import task_acl
 from ..deps import ApiDep, AuditDep, Recorder, SettingsDep, StoreDep
 from ..errors import unprocessable, validation_detail
 from ..gridcore import SequenceMessage, sequence_message
@@ -77,6 +78,7 @@ async def create_task(
         )
     if validate:
         await _check_redis(spec, settings.validate_redis_timeout)
+    spec = await task_acl.provision(spec, settings)
     now = time.time()
     rec = TaskRecord(
         spec=spec, spec_hash=worker_spec(spec).spec_hash, created_at=now, updated_at=now
@@ -172,6 +174,7 @@ async def patch_task(
                 settings.validate_redis_timeout,
                 touched | ({"output_redis"} if "input_redis" in touched else set()),
             )
+    spec = await task_acl.provision(spec, settings, rec.spec)
     new_hash = worker_spec(spec).spec_hash
     rec = TaskRecord(
         spec=spec,
@@ -192,9 +195,13 @@ async def patch_task(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "no such task"}},
 )
-async def delete_task(name: str, store: StoreDep, audit: AuditDep) -> Response:
+async def delete_task(
+    name: str, store: StoreDep, settings: SettingsDep, audit: AuditDep
+) -> Response:
+    gone = await store.tasks.get(name)
     if not await store.tasks.delete(name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+    await task_acl.remove(gone.spec if gone else None, settings)
     log.info("task %s deleted", name)
     await store.events.add(f"task {name} deleted")
     await audit("task.delete", name)

@@ -15,6 +15,7 @@ import redis
 from gridq import protocol
 from gridq.keys import QueueKeys
 from gridq.redisurl import client as redis_client
+from gridq.signing import Signer
 
 from ..models import TaskSpec
 from ..models_schedules import Payload
@@ -45,6 +46,7 @@ class Pusher:
         self.timeout = timeout
         # Sync clients to the tasks' own Redis servers; a cache of connections, not state.
         self._clients: dict[str, redis.Redis] = {}
+        self.signer = Signer.from_env()  # GRIDQ_SIGNING_KEY: scheduled envelopes are signed
 
     def close(self) -> None:
         for c in self._clients.values():
@@ -65,5 +67,5 @@ class Pusher:
 
     async def push(self, task: TaskSpec, payload: Payload, job_id: str) -> bool:
         """True if pushed now, False if this job id was pushed before. Raises RedisError."""
-        item = item_of(payload, job_id)
+        item = self.signer.sign(item_of(payload, job_id))
         return await anyio.to_thread.run_sync(self._push, task, job_id, item)

@@ -18,7 +18,9 @@ def test_kills_lose_nothing(chaos: ModuleType, tmp_path: Path) -> None:
     # CI form: 3,000 jobs over ~20 s; a worker SIGKILL every 2 s, one hub SIGKILL+restart,
     # one node agent SIGKILL+restart, one clean Redis restart (SHUTDOWN fsyncs the AOF,
     # so nothing may be lost; the SIGKILL restart is in the long form, `gridq bench chaos`).
-    rep = chaos.run_kills(tmp_path, jobs=3000, rate=150.0, hub_restarts=1, lease=2.0)
+    rep = chaos.run_kills(
+        tmp_path, jobs=3000, rate=150.0, hub_restarts=1, lease=2.0, min_worker_kills=4
+    )
     _nothing_lost(rep)
 
 
@@ -29,7 +31,13 @@ def test_kills_lose_nothing_docker_runtime(chaos: ModuleType, tmp_path: Path) ->
     if not _docker_ready():
         need("a Docker engine and gridq-worker:test (scripts/build-test-images.sh worker)")
     rep = chaos.run_kills(
-        tmp_path, jobs=2000, rate=120.0, hub_restarts=1, lease=2.0, runtime="docker"
+        tmp_path,
+        jobs=2000,
+        rate=120.0,
+        hub_restarts=1,
+        lease=2.0,
+        runtime="docker",
+        min_worker_kills=4,
     )
     _nothing_lost(rep)
     # Nothing of this grid's is left running.

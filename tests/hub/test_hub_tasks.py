@@ -231,7 +231,13 @@ def test_live_figures_and_rate(client: TestClient, redis_url: str, redis_conn: r
         and live["failed"] == 1
         and live["error"] is None
     )
-    assert t["instances"] == {"desired": 2, "placed": 0, "running": 0, "by_node": {}}
+    assert t["instances"] == {
+        "desired": 2,
+        "placed": 0,
+        "running": 0,
+        "by_node": {},
+        "unplaced": None,
+    }
     # Rate from samples: an old sample of 0 processed 10 s ago -> ~1/s.
     import time
 
