@@ -262,6 +262,7 @@ def test_secret_settings_read_var_file(
     assert secret_env(WorkerSettings) == {
         "input_url": "INPUT_REDIS_URL",
         "output_url": "OUTPUT_REDIS_URL",
+        "signing_key": "GRIDQ_SIGNING_KEY",
     }
     hub_tok, node_tok = "hubTokMarker-7f3a9c2e41", "nodeTokMarker-0b8d6e5f93"
     url = "redis://:urlPwMarker@redis:6379/0"
