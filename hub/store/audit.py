@@ -57,10 +57,14 @@ class Audit:
         pipe.xtrim(keys.HUB_AUDIT, minid=oldest, approximate=False)
         await pipe.execute()
 
-    async def read(self, since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Newest first; only entries at or after ``since`` (unix seconds) when given."""
+    async def read(
+        self, since: float | None = None, limit: int = 100, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; only entries at or after ``since`` (unix seconds) when given, and
+        older than the entry id ``before`` (the next page) when given."""
         low = f"{int(since * 1000)}-0" if since is not None else "-"
-        rows = await self.r.xrevrange(keys.HUB_AUDIT, "+", low, count=limit)
+        high = f"({before}" if before else "+"
+        rows = await self.r.xrevrange(keys.HUB_AUDIT, high, low, count=limit)
         out = []
         for entry_id, fields in rows:
             rec: dict[str, Any] = json.loads(fields["r"])

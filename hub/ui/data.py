@@ -122,6 +122,11 @@ def task_conn(store: Store, spec: TaskSpec) -> redis.Redis:
     return task_queue(store, spec).conn
 
 
+async def audit(store: Store, limit: int, before: str | None) -> list[dict[str, Any]]:
+    """A page of the audit trail, newest first (``before``: the last id of the page before)."""
+    return await store.audit.read(limit=limit, before=before)
+
+
 async def schedules(store: Store) -> list[dict[str, Any]]:
     """Every schedule with next run, last run, last job id and paused (store.schedules)."""
     return await store.schedules.list()

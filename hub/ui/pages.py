@@ -4,6 +4,7 @@ latest-figures HASH (one Redis call), not from every task's own Redis."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any
 
@@ -253,6 +254,24 @@ async def schedules_page(request: Request) -> Response:
         return s
     items = await data.schedules(data.store_of(request))
     return render.page(request, "schedules.html", s, schedules=items)
+
+
+AUDIT_PAGE = 100
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+@router.get("/audit")
+async def audit_page(request: Request) -> Response:
+    """The audit trail (docs/security.md): who changed what, newest first, a page at a time."""
+    s = await _guard(request)
+    if not isinstance(s, Session):
+        return s
+    before = request.query_params.get("before")
+    if before is not None and not _STREAM_ID.match(before):
+        before = None
+    entries = await data.audit(data.store_of(request), AUDIT_PAGE, before)
+    older = entries[-1]["id"] if len(entries) == AUDIT_PAGE else None
+    return render.page(request, "audit.html", s, entries=entries, older=older)
 
 
 # --- data for the scripts ---------------------------------------------------------------

@@ -3,6 +3,7 @@ the dead-letter browser, on a real hub app and a real Redis."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import redis
@@ -332,3 +333,21 @@ def test_assets_ship_in_the_wheel() -> None:
     ]
     assert not missing, f"not shipped in the wheel: {missing}"
     assert "static/vendor/uplot-1.6.32/LICENSE" in files
+
+
+def test_audit_page_shows_changes_and_pages(client: TestClient, redis_url: str) -> None:
+    _grid(client, redis_url)
+    # 1 task create + 1 node register + 2 x 52 pause/resume = 106 entries: pages of 100.
+    for _ in range(52):
+        client.post("/api/tasks/square/pause", headers=ADMIN_H)
+        client.post("/api/tasks/square/resume", headers=ADMIN_H)
+    login(client, VIEWER)  # a viewer reads the trail too
+    first = client.get("/ui/audit")
+    assert first.status_code == 200
+    assert "task.resume" in first.text and "square" in first.text and ADMIN not in first.text
+    assert first.text.count("<tr><td>") == 100
+    older = re.search(r'href="/ui/audit\?before=([0-9-]+)"', first.text)
+    assert older
+    second = client.get(f"/ui/audit?before={older.group(1)}")
+    assert second.text.count("<tr><td>") == 6 and "task.create" in second.text
+    assert "Older entries" not in second.text
