@@ -5,8 +5,9 @@ What is collected, from code blocks only (fenced, or indented by four spaces):
   an optional ``$ `` prompt), in shell-like blocks, continuation lines joined
   (a trailing ``\\`` or a quote left open);
 - every ```json block (a request body, or marked as something else);
-- every python block whose first line is ``# NAME.py``: written as that file in the
-  working directory, since a later command runs it (README's ``myjobs.py``).
+- every python block whose first line is ``# NAME.py`` and every toml block whose first
+  line is ``# NAME.toml``: written as that file in the working directory, since a later
+  command uses it (README's ``myjobs.py``, docs/schedules.md's ``schedules.toml``).
 
 The marker ``<!-- not-run: REASON -->`` on the line(s) before a block exempts the whole
 block; a ``# not-run: REASON`` line inside a shell block exempts the command right
@@ -26,7 +27,10 @@ PROGRAMS = {"gridq", "curl"}
 BLOCK_MARKER = re.compile(r"^\s*<!--\s*not-run:(.*?)-->\s*$")
 LINE_MARKER = re.compile(r"^\s*#\s*not-run:(.*)$")
 ENV_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-FILE_HEADER = re.compile(r"^#\s*([\w./-]+\.py)\s*$")
+FILE_HEADER = {
+    "python": re.compile(r"^#\s*([\w./-]+\.py)\s*$"),
+    "toml": re.compile(r"^#\s*([\w./-]+\.toml)\s*$"),
+}
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ def collect(root: Path) -> list[Example]:
                     out.append(Example(rel, line, "command", cmd, b.marker or skip))
             elif b.lang == "json":
                 out.append(Example(rel, b.start, "json", "\n".join(b.lines), b.marker))
-            elif b.lang == "python" and b.lines and (m := FILE_HEADER.match(b.lines[0])):
+            elif b.lang in FILE_HEADER and b.lines and (m := FILE_HEADER[b.lang].match(b.lines[0])):
                 out.append(
                     Example(rel, b.start, "file", "\n".join(b.lines) + "\n", b.marker, m.group(1))
                 )

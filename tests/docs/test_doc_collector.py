@@ -38,6 +38,15 @@ gridq status
 # myjobs.py
 print("hi")
 ```
+
+```toml
+# schedules.toml
+[[schedule]]
+```
+
+```toml
+[[not_a_file]]
+```
 """
 
 
@@ -57,6 +66,7 @@ def test_what_is_collected_and_what_markers_cover(tmp_path: Path) -> None:
         (22, "json", '{"name": "b", "image": "x:1"}', None),
         (25, "command", "INPUT_QUEUE=numbers \\", None),
         (29, "file", "# myjobs.py", None),
+        (34, "file", "# schedules.toml", None),
     ]
 
 

@@ -13,7 +13,10 @@ and the like) the stack's Redis, hub URLs (``http://127.0.0.1:8080``, ``http://h
 the stack's hub, ``<admin token>``, ``$GRIDQ_HUB_TOKEN``, ``$HUB``, ``$AUTH`` its
 credentials, a node id in ``/api/nodes/ID`` a node registered for the purpose. State an
 example assumes is provided: a task it names exists (registered with the doc's last
-body for that name), a task it registers does not exist yet.
+body for that name), a task it registers does not exist yet, the task ``reports`` the
+docs' schedules push to is registered (with ``gridq task register``, as a user would
+before adding a schedule), and a task whose dead letters an example browses or changes
+has some (raw items its worker failed: the demo app's ``square`` handler on ``x``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +57,7 @@ REDIS_URL = re.compile(
 )
 HUB_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost|hub|HOST)(?::8080)?(?=[/\s'\"]|$)")
 NODE_PATH = re.compile(r"(/api/nodes/)(?!\$)([a-z0-9][a-z0-9-]*)")
+DEAD_PATH = re.compile(r"/api/tasks/([a-z0-9][a-z0-9-]*)/dead-letters")
 TASK_PATH = re.compile(r"/api/tasks/([a-z0-9][a-z0-9-]*)|gridq doctor ([a-z0-9][a-z0-9-]*)")
 # curl's -f (in -f, -fsS, ...): the runner adds --fail-with-body, which excludes it.
 CURL_F = re.compile(r"(?<=\s)-([A-Za-z]*?)f([A-Za-z]*)(?=\s)")
@@ -146,6 +151,37 @@ class Live:
             r = c.post("/api/tasks", json=body)
             assert r.status_code == 201, r.text
 
+    def gridq(self, *args: str, env: dict[str, str] | None = None) -> None:
+        p = subprocess.run(
+            [str(BIN / "gridq"), *args],
+            cwd=self.work,
+            env={**self.env(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 0, f"gridq {' '.join(args)}: exit {p.returncode}\n{p.stderr}"
+
+    def ensure_dead_letters(self, name: str) -> None:
+        """Give the task dead letters the way a user gets them: items its worker fails
+        (the demo app's raw ``square`` handler raises ValueError on ``x``; no retries)."""
+        with self.admin as c:
+            page = c.get(f"/api/tasks/{name}/dead-letters", params={"limit": 1})
+            page.raise_for_status()
+            if page.json()["total"] > 0:
+                return
+            task = c.get(f"/api/tasks/{name}?live=false")
+            task.raise_for_status()
+        queue = task.json()["input_queue"]
+        redis_url = self.stack.redis_url  # every example task's Redis is the stack's
+        self.gridq("push", queue, "x", "x", "x", "--redis-url", redis_url)
+        self.gridq(
+            "worker",
+            "gridq.examples.demo:app",
+            "--burst",
+            env={"INPUT_REDIS_URL": redis_url, "INPUT_QUEUE": queue},
+        )
+
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
@@ -155,7 +191,21 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     stack.start()
     work = tmp_path_factory.mktemp("work")
     try:
-        yield Live(stack, work)
+        live = Live(stack, work)
+        # The task docs/rest.md's and docs/schedules.md's schedules push to.
+        live.gridq(
+            "task",
+            "register",
+            "--name",
+            "reports",
+            "--image",
+            "registry.example/acme/reports:1",
+            "--input-redis",
+            stack.redis_url,
+            "--input-queue",
+            "reports",
+        )
+        yield live
     finally:
         stack.stop()
 
@@ -209,6 +259,8 @@ def _prepare(cmd: str, live: Live) -> None:
         name = found[0] or found[1]
         if name not in ("next", "finish"):
             live.ensure_task(name)
+    for name in DEAD_PATH.findall(cmd):
+        live.ensure_dead_letters(name)
 
 
 def run_command(ex: Example, live: Live) -> None:
@@ -269,8 +321,12 @@ def test_examples_were_found() -> None:
 @pytest.mark.parametrize("ex", RUNNABLE, ids=[e.id for e in RUNNABLE])
 def test_doc_example(ex: Example, live: Live) -> None:
     if ex.kind == "file":
-        compile(ex.text, ex.name or "example.py", "exec")
-        (live.work / (ex.name or "example.py")).write_text(ex.text)
+        name = ex.name or "example.py"
+        if name.endswith(".toml"):
+            tomllib.loads(ex.text)
+        else:
+            compile(ex.text, name, "exec")
+        (live.work / name).write_text(ex.text)
     elif ex.kind == "json":
         run_json(ex, live)
     else:
