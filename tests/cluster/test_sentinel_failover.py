@@ -8,22 +8,17 @@ that loss and prints it (docs/scaling.md quotes it)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
 
-from gridq import protocol
-from gridq.queue import Queue
-from gridq.redisurl import client
 from gridq.worker import App
 from gridq.worker.worker import Worker
+from tests.cluster.flow import Producer, drain
 from tests.cluster.sentinels import SentinelGroup
 from tests.conftest import need
 from tests.worker.conftest import Running, settings
@@ -46,38 +41,6 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
         g.stop()
 
 
-@dataclass
-class Producer:
-    """Enqueues JOBS jobs in batches, retrying a batch until it is acknowledged."""
-
-    url: str
-    acked: list[int] = field(default_factory=list)
-    errors: int = 0
-
-    def run(self) -> None:
-        q = Queue.from_url(self.url, "fq", timeout=2)
-        for start in range(0, JOBS, BATCH):
-            ids = list(range(start, start + BATCH))
-            items = [protocol.encode("echo", [i], {}, job_id=f"j{i}") for i in ids]
-            while True:
-                try:
-                    q.push_items(items)
-                    break
-                except redis.RedisError:
-                    self.errors += 1
-                    time.sleep(0.05)
-            self.acked.extend(ids)
-            time.sleep(0.01)  # a steady stream, so the kill lands mid-run
-
-
-def _results(url: str) -> list[int]:
-    try:
-        raw = client(url, timeout=2).lrange("fo", 0, -1)
-    except redis.RedisError:
-        return []
-    return [int(json.loads(x)["result"]) for x in raw]
-
-
 def _failover_run(g: SentinelGroup, min_replicas: int) -> tuple[set[int], list[int], Worker]:
     url = g.url + (f"?min_replicas={min_replicas}" if min_replicas else "")
     app = App(input_url=url, input_queue="fq", output_url=url, output_queue="fo")
@@ -88,7 +51,7 @@ def _failover_run(g: SentinelGroup, min_replicas: int) -> tuple[set[int], list[i
 
     worker = Worker(app, settings(worker_concurrency=8), install_signals=False)
     run = Running(worker)
-    prod = Producer(url)
+    prod = Producer(url, "fq", JOBS, BATCH)
     pt = threading.Thread(target=prod.run, daemon=True)
     pt.start()
     try:
@@ -103,24 +66,10 @@ def _failover_run(g: SentinelGroup, min_replicas: int) -> tuple[set[int], list[i
         g.rejoin(old, new_port)
         pt.join(120)
         assert not pt.is_alive(), "the producer is stuck"
-        # Drain: nothing waiting or in flight, and no new result for 3 s.
-        deadline = time.monotonic() + 120
-        stable_since, last = time.monotonic(), -1
-        while time.monotonic() < deadline:
-            got = _results(url)
-            if len(got) != last:
-                stable_since, last = time.monotonic(), len(got)
-            try:
-                st = Queue.from_url(url, "fq", timeout=2).stats()
-                idle = st["depth"] == 0 and st["in_flight"] == 0 and st["delayed"] == 0
-            except redis.RedisError:
-                idle = False
-            if idle and time.monotonic() - stable_since > 3:
-                break
-            time.sleep(0.2)
+        got = drain(url, "fq", "fo")
     finally:
         run.stop(30)
-    return set(prod.acked), _results(url), worker
+    return set(prod.acked), got, worker
 
 
 def test_failover_with_wait_loses_nothing(sentinels: SentinelGroup) -> None:
