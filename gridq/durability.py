@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.exceptions as rexc
 
 from gridq.redisurl import is_cluster, min_replicas_of
 
@@ -39,6 +40,22 @@ class NotReplicated(redis.RedisError):
             f"only {got} of {wanted} replica(s) acknowledged the write within {timeout_ms} ms"
         )
         self.wanted, self.got = wanted, got
+
+
+# Errors after which the same call may simply be tried again: the server is gone or
+# restarting, a demoted master answers READONLY (a sentinel client then asks the
+# sentinels again), a cluster is mid-failover (CLUSTERDOWN, TRYAGAIN, a MOVED the
+# client had no retry left for), or a WAIT fell short.
+TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    rexc.ClusterDownError,
+    rexc.TryAgainError,
+    rexc.MovedError,
+    rexc.MasterDownError,
+    NotReplicated,
+)
 
 
 def _env_int(name: str, default: int) -> int:

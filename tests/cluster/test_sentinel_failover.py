@@ -8,20 +8,27 @@ that loss and prints it (docs/scaling.md quotes it)."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from gridq.ports import free_port
 from gridq.worker import App
 from gridq.worker.worker import Worker
 from tests.cluster.flow import Producer, drain
 from tests.cluster.sentinels import SentinelGroup
 from tests.conftest import need
-from tests.worker.conftest import Running, settings
+from tests.hub.hub_helpers import ADMIN, ADMIN_H, task_body
+from tests.worker.conftest import Running, settings, wait_for
 
 JOBS = 4000
 BATCH = 20
@@ -94,3 +101,53 @@ def test_failover_without_wait_counts_the_loss(sentinels: SentinelGroup) -> None
         f"\nsentinel failover, no WAIT: lost {len(lost)} of {JOBS} acknowledged jobs "
         f"({sorted(lost)[:10]}...), duplicates {len(got) - len(set(got))}"
     )
+
+
+def test_hub_follows_the_failover(sentinels: SentinelGroup, tmp_path: Path) -> None:
+    """A real hub process on the sentinel URL serves reads and writes again once the
+    replica is promoted, without a restart."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        GRIDQ_HUB_REDIS_URL=sentinels.url,
+        GRIDQ_HUB_TOKEN=ADMIN,
+        GRIDQ_NODE_TOKEN="nod-" + secrets.token_hex(16),
+        GRIDQ_HUB_LOG_LEVEL="warning",
+        GRIDQ_HUB_SCHEDULE_INTERVAL="0.3",
+    )
+    log = tmp_path / "hub.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gridq"), "hub", "--bind", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=ADMIN_H, timeout=10)
+
+    def answers(path: str) -> bool:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            return http.get(path).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(lambda: answers("/api/tasks"), timeout=30)
+        r = http.post("/api/tasks", json=task_body(sentinels.url, name="before"))
+        assert r.status_code == 201, r.text
+        old = sentinels.kill_master()
+        sentinels.wait_failover(old.port)
+
+        def created() -> bool:
+            r = http.post("/api/tasks", json=task_body(sentinels.url, name="after"))
+            return r.status_code == 201
+
+        wait_for(created, timeout=30)
+        names = {t["name"] for t in http.get("/api/tasks").json()}
+        assert {"before", "after"} <= names
+        assert proc.poll() is None  # the same hub process throughout
+    finally:
+        http.close()
+        proc.terminate()
+        proc.wait(10)
