@@ -148,9 +148,10 @@ def part_wait(server: str, workdir: Path, jobs: int) -> list[dict[str, Any]]:
         s.workdir.mkdir(parents=True, exist_ok=True)
     master.start()
     replica.start("--replicaof", "127.0.0.1", str(master.port))
-    deadline = time.monotonic() + 20
-    while master.client().info("replication").get("connected_slaves", 0) < 1:
-        assert time.monotonic() < deadline, "the replica did not connect"
+    deadline = time.monotonic() + 30
+    # Online, not just connected: WAIT counts only replicas past their first sync.
+    while master.client().info("replication").get("slave0", {}).get("state") != "online":
+        assert time.monotonic() < deadline, "the replica did not come online"
         time.sleep(0.1)
     rows = []
     try:
