@@ -6,6 +6,7 @@ result arrives."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import textwrap
@@ -16,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from conftest import ADMIN_TOKEN, NODE_TOKEN
 from node_helpers import GRIDQ, Hub, wait_for
 from test_node_process import alive, records
 
@@ -38,6 +38,8 @@ APP = textwrap.dedent(
     """
 )
 N_JOBS = 1500
+ADMIN_TOKEN = "adm-" + secrets.token_hex(16)
+NODE_TOKEN = "nod-" + secrets.token_hex(16)
 
 
 def _start_hub(redis_url: str, log: Path) -> Hub:
@@ -80,7 +82,7 @@ def test_node_moves_to_the_next_hub_without_restarting_workers(
         r.lpush("hq", *jobs)
         (tmp_path / "hubapp.py").write_text(APP)
         both = SimpleNamespace(url=f"{first.url},{second.url}")
-        agent = make_agent(both, runtime="process", heartbeat_interval=0.5)
+        agent = make_agent(both, runtime="process", heartbeat_interval=0.5, token=NODE_TOKEN)
         node_id = agent.node_id()
         first.create_task(
             name="hubs",
