@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +24,16 @@ class Producer:
     batch: int = 20
     acked: list[int] = field(default_factory=list)
     errors: int = 0
+
+    def start_until_a_third(self) -> threading.Thread:
+        """Run in a thread; return once a third is acknowledged (the time to kill)."""
+        t = threading.Thread(target=self.run, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 60
+        while len(self.acked) < self.jobs // 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(self.acked) < self.jobs, "the producer finished before the kill"
+        return t
 
     def run(self) -> None:
         q = Queue.from_url(self.url, self.queue, timeout=2)
