@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 
-from gridq import protocol
+from gridq import durability, protocol
 from gridq.keys import QueueKeys
 from gridq.redisurl import client, mask
 from gridq.signing import Signer
@@ -24,11 +24,20 @@ STAT_FIELDS = ("processed", "failed", "retried", "dead")
 
 
 class Queue:
-    def __init__(self, conn: redis.Redis, name: str, *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: redis.Redis,
+        name: str,
+        *,
+        url: str | None = None,
+        min_replicas: int | None = None,
+    ) -> None:
         self.conn = conn
         self.name = name
         self.keys = QueueKeys(name)
         self._url = url
+        # Replicas an enqueue waits for (WAIT); see gridq/durability.py.
+        self.min_replicas = durability.min_replicas(url, min_replicas)
 
     @classmethod
     def from_url(cls, url: str, name: str, **kw: Any) -> Queue:
@@ -85,9 +94,12 @@ class Queue:
             raise ValueError(f"priority must be 0..{protocol.MAX_PRIORITY}")
         if delay:
             due = time.time() + delay
-            return int(self.conn.zadd(self.keys.delayed, {i: due for i in items}))
-        key = self.keys.priority(priority) if priority else self.keys.pending
-        return int(self.conn.lpush(key, *items))
+            key = self.keys.delayed
+            write: Callable[[Any], Any] = lambda c: c.zadd(key, {i: due for i in items})  # noqa: E731
+        else:
+            key = self.keys.priority(priority) if priority else self.keys.pending
+            write = lambda c: c.lpush(key, *items)  # noqa: E731
+        return int(durability.replicated(self.conn, key, self.min_replicas, write))
 
     # --- inspecting -----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from gridq.hubs import parse_hub_urls
 from gridq.settings import GridqSettings
 
 
@@ -45,7 +46,7 @@ class NodeSettings(GridqSettings):
     hub_url: str = Field(
         default="http://127.0.0.1:8080",
         validation_alias="GRIDQ_HUB_URL",
-        description="base URL of the hub",
+        description="base URL of the hub; several comma-separated: the node moves to the next when its hub stops answering",
     )
     node_token: SecretStr | None = Field(
         default=None,
@@ -103,6 +104,15 @@ class NodeSettings(GridqSettings):
     healthy_after: float = Field(
         default=60.0, gt=0, description="a worker that ran this long resets its backoff"
     )
+
+    @field_validator("hub_url")
+    @classmethod
+    def _hub_urls(cls, v: str) -> str:
+        return ",".join(parse_hub_urls(v))
+
+    @property
+    def hub_urls(self) -> list[str]:
+        return parse_hub_urls(self.hub_url)
 
     @field_validator("labels", mode="before")
     @classmethod

@@ -54,6 +54,13 @@ class WorkerSettings(GridqSettings):
     worker_max_jobs_per_child: int = Field(1000, ge=0)  # processes pool; 0 = never recycle
     worker_max_rss_mb: int = Field(0, ge=0)  # processes pool; 0 = no limit
     worker_burst: bool = False
+    # Replicas every settle batch waits for (WAIT); a URL's ?min_replicas=N wins.
+    redis_min_replicas: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="replicas each settle batch waits for (WAIT); ?min_replicas=N in a URL wins",
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
     log_level: str = "INFO"

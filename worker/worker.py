@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from gridq import __version__, protocol
+from gridq import __version__, durability, protocol
 from gridq import contract as c
 from gridq.errors import (
     EXIT_OK,
@@ -170,6 +170,10 @@ class Worker:
             out_conn=out_conn,
             output_queue=self.output_queue,
             lease=self.lease,
+            min_replicas=durability.min_replicas(self.input_url, self.settings.redis_min_replicas),
+            out_min_replicas=durability.min_replicas(
+                self.output_url, self.settings.redis_min_replicas
+            ),
         )
         # The lease exists before the first claim, so no claimed job is ever unleased.
         b.heartbeat()
@@ -547,12 +551,14 @@ class Worker:
                     if want_result and job.raw is None:
                         s.results.append(self._error_result(job, out))
                     hooks.append(("on_failed", (job, out.task, decision.reason, out.duration)))
+        retry = False
         while True:
             try:
-                missing = self.broker.settle(s)
+                missing = self.broker.settle(s, retry=retry)
                 self._outage.up()
                 break
             except redis.RedisError as exc:
+                retry = True
                 if self._force or (end is not None and time.monotonic() > end):
                     return  # still in flight in Redis: the reaper returns them
                 url = self.output_url if getattr(exc, "gridq_output", False) else self.input_url

@@ -97,6 +97,7 @@ def local_stack() -> dict[str, Any] | None:
 
 def hub_location(url: str | None = None, token: str | None = None) -> tuple[str, str]:
     """Hub URL and admin token: flags, then GRIDQ_HUB_URL/GRIDQ_HUB_TOKEN[_FILE], then the local stack."""
+    from gridq.hubs import first_answering, parse_hub_urls
     from gridq.settings import env_secret  # pydantic: imported only when needed
 
     url = url or os.environ.get("GRIDQ_HUB_URL")
@@ -110,7 +111,16 @@ def hub_location(url: str | None = None, token: str | None = None) -> tuple[str,
         fail("no hub: set GRIDQ_HUB_URL and GRIDQ_HUB_TOKEN, or start one with `gridq up`")
     if not token:
         fail("no admin token: set GRIDQ_HUB_TOKEN")
-    return url.rstrip("/"), token
+    try:
+        urls = parse_hub_urls(url)
+        if len(urls) == 1:
+            return urls[0], token
+        from gridq.hubtls import CA_ENV, tls_context
+
+        verify = tls_context(os.environ.get(CA_ENV))
+        return first_answering(urls, verify=verify), token  # several hubs: the first up
+    except ValueError as exc:
+        fail(f"GRIDQ_HUB_URL: {exc}")
 
 
 _last_redis_url = ""
