@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from node_helpers import GRIDQ, Hub, wait_for
 from test_node_process import alive, records
 
 from gridq.ports import free_port
+from tests.support import wait_for
+from tests.support.stack import GRIDQ, Hub
 
 pytestmark = pytest.mark.slow
 
