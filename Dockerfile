@@ -39,7 +39,8 @@ RUN set -eu; \
     # with it. Test folders some packages ship are dead weight.
     find /opt/gridq -depth -type d -name tests -path '*/site-packages/*/tests' -exec rm -rf {} +; \
     cp /src/deploy/docker/healthcheck.py /opt/gridq/bin/gridq-healthcheck; \
-    chmod 0755 /opt/gridq/bin/gridq-healthcheck
+    cp /src/deploy/docker/node-entrypoint.py /opt/gridq/bin/gridq-node-entrypoint; \
+    chmod 0755 /opt/gridq/bin/gridq-healthcheck /opt/gridq/bin/gridq-node-entrypoint
 
 # ---------------------------------------------------------------- runtime: common to all
 FROM ${BASE_IMAGE} AS runtime
@@ -79,6 +80,11 @@ ENV GRIDQ_NODE_STATE_DIR=/var/lib/gridq/node
 EXPOSE 9101
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["gridq-healthcheck", "node"]
+# The agent needs the Docker socket's group, which differs from host to host: the
+# entrypoint starts as root, reads the socket's gid, joins it and drops to gridq
+# (deploy/docker/node-entrypoint.py). `--user`/`user:` skips the drop.
+USER root
+ENTRYPOINT ["dumb-init", "--", "gridq-node-entrypoint"]
 CMD ["gridq", "node", "--runtime", "docker"]
 
 # ---------------------------------------------------------------- worker (default target)

@@ -29,7 +29,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,24 +40,10 @@ from typing import Any
 import httpx
 import redis
 
-ROOT = Path(__file__).resolve().parents[1]
-# bench/ (chaos_grid) and the node tests' helpers, wherever this file is loaded from.
-for _p in (ROOT / "tests" / "node", ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-# The grid lives in bench/chaos_grid.py; tests/chaos/ reaches it through this module.
-from chaos_grid import (  # noqa: E402
-    Grid,
-    Producer,
-    RedisServer,
-    create_worker_task,
-    load_module,
-    root_conftest,
-    write_app,
-)
-from chaos_grid import marker as marker  # noqa: E402  (re-exported for tests/chaos)
-from node_helpers import GRIDQ, wait_for  # noqa: E402
+from bench.chaos_grid import Grid, Producer, create_worker_task, write_app
+from bench.chaos_grid import marker as marker  # re-exported for tests/chaos
+from tests.support import RedisServer, redis_server_binary, wait_for
+from tests.support.stack import GRIDQ
 
 # -- kills ---------------------------------------------------------------------------------
 
@@ -118,6 +103,7 @@ def run_kills(
     jobs: int = 3000,
     rate: float = 120.0,
     kill_every: float = 2.0,
+    min_worker_kills: int = 0,
     hub_restarts: int = 1,
     node_kill: bool = True,
     redis_restart: bool = True,
@@ -176,7 +162,12 @@ def run_kills(
         def note(msg: str) -> None:
             rep.events.append(f"{time.monotonic() - t0:7.1f}s {msg}")
 
-        while not prod.done.is_set():
+        # Keep killing past the last push until ``min_worker_kills`` (a loaded machine
+        # pushes slower or restarts workers slower), bounded so a broken grid cannot hang.
+        kill_deadline = t0 + push_s + 30 * kill_every
+        while not prod.done.is_set() or (
+            rep.worker_kills < min_worker_kills and time.monotonic() < kill_deadline
+        ):
             now = time.monotonic() - t0
             if plan and now >= plan[0][0]:
                 _, what = plan.pop(0)
@@ -375,7 +366,7 @@ def run_long_jobs(
     """Two workers on one queue; each job sleeps ``factor`` x the lease. Returns runs per job."""
     srv_dir = tmp / "redis"
     srv_dir.mkdir(parents=True, exist_ok=True)
-    binary = root_conftest.redis_server_binary()
+    binary = redis_server_binary()
     srv = RedisServer(binary, srv_dir)
     srv.start()
     write_app(tmp)
@@ -437,6 +428,7 @@ class LoadReport:
     nodes: int
     interval: float
     duration: float
+    heartbeats: int  # sent inside the window (bench/heartbeats.py counts them so)
     heartbeats_per_s: float
     hb_errors: int
     hb_p50_ms: float
@@ -466,7 +458,9 @@ def run_load(
     read_every: float = 0.05,
     out: Any = print,
 ) -> LoadReport:
-    hb = load_module("gridq_bench_heartbeats", ROOT / "bench" / "heartbeats.py")
+    # Imported here: bench/heartbeats.py sets its tokens in the environment on import.
+    from bench import heartbeats as hb
+
     grid = Grid(tmp, aof=False, hub_interval=interval, hub_log_level="warning")
     grid.admin_token, grid.node_token = hb.ADMIN, hb.JOIN
     try:
@@ -525,6 +519,7 @@ def run_load(
             nodes=nodes,
             interval=interval,
             duration=duration,
+            heartbeats=res.sent,
             heartbeats_per_s=res.ok / res.elapsed,
             hb_errors=res.errors,
             hb_p50_ms=hb.pct(res.latencies, 50) * 1000,

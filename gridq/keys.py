@@ -87,6 +87,10 @@ class QueueKeys:
         """STRING with TTL = lease: present while the consumer lives (renewed by its heartbeat)."""
         return f"{self._base}:alive:{consumer_id}"
 
+    def scheduled(self, job_id: str) -> str:
+        """STRING with TTL: a schedule's job ``job_id`` was pushed here (pushed once)."""
+        return f"{self._base}:sched:{job_id}"
+
     def job(self, job_id: str) -> str:
         """HASH with TTL: one job's record (status, attempts, times, result, error)."""
         return f"{self._base}:job:{job_id}"
@@ -154,6 +158,11 @@ HUB_ASSIGNMENTS = f"{HUB}:assignments"  # HASH node_id -> assignment JSON
 HUB_SCHEDULE_LOCK = f"{HUB}:schedule_lock"  # STRING lock around a scheduling pass
 HUB_STATE = f"{HUB}:state"  # HASH misc: spec version, sequential cursor
 HUB_EVENTS = f"{HUB}:events"  # LIST recent events (capped)
+HUB_LEADER = f"{HUB}:leader"  # STRING "epoch:replica" with TTL: the leader's lease
+HUB_LEADER_INFO = f"{HUB}:leader_info"  # HASH epoch, holder, since, renewed, misfire_before
+HUB_SCHEDULES = f"{HUB}:schedules"  # HASH name -> schedule JSON
+HUB_SCHEDULES_PENDING = f"{HUB}:schedules_pending"  # ZSET job id claimed, not yet pushed
+HUB_AUDIT = f"{HUB}:audit"  # STREAM the audit trail (capped, kept 30 days by default)
 
 
 def hub_node_secret(node_id: str) -> str:
@@ -161,9 +170,40 @@ def hub_node_secret(node_id: str) -> str:
     return f"{HUB}:node:{node_id}:secret"
 
 
+def hub_auth_failures(address: str) -> str:
+    """STRING counter with TTL = the window: failed authentications from one client address."""
+    return f"{HUB}:authfail:{address}"
+
+
 def hub_task_rate(name: str) -> str:
     """LIST: recent (time, processed) samples used to compute a task's rate."""
     return f"{HUB}:task:{name}:rate"
+
+
+def hub_schedule_state(name: str) -> str:
+    """HASH: a schedule's ticks: last_tick (claimed), last_run, last_job_id, runs, lag."""
+    return f"{HUB}:schedule:{name}:state"
+
+
+# The web dashboard (hub/ui): chart history written by one hub replica per interval.
+HUB_UI_LATEST = f"{HUB}:ui:latest"  # HASH task name -> last sampled figures JSON
+HUB_UI_TOTALS = f"{HUB}:ui:totals"  # LIST grid-wide samples, newest first (capped)
+
+
+def hub_ui_history(name: str) -> str:
+    """LIST: one task's samples (time, counters, depth), newest first, capped (>= 1 h)."""
+    return f"{HUB}:ui:history:{name}"
+
+
+def hub_ui_sample_slot(slot: int) -> str:
+    """STRING, SET NX with a TTL: the replica that set it samples this interval."""
+    return f"{HUB}:ui:slot:{slot}"
+
+
+def hub_ui_session(digest: str) -> str:
+    """HASH with TTL = session lifetime: role and CSRF token of one dashboard login,
+    keyed by the SHA-256 of the cookie (the cookie itself is never stored)."""
+    return f"{HUB}:ui:session:{digest}"
 
 
 def all_documented() -> list[str]:
@@ -180,6 +220,7 @@ def all_documented() -> list[str]:
         q.last_claim,
         q.paused,
         q.alive("<consumer>"),
+        q.scheduled("<job>"),
         q.job("<id>"),
         q.done("<id>"),
         q.unique("<key>"),
@@ -200,6 +241,18 @@ def all_documented() -> list[str]:
         HUB_SCHEDULE_LOCK,
         HUB_STATE,
         HUB_EVENTS,
+        HUB_AUDIT,
         hub_node_secret("<id>"),
+        hub_auth_failures("<address>"),
         hub_task_rate("<name>"),
+        HUB_LEADER,
+        HUB_LEADER_INFO,
+        HUB_SCHEDULES,
+        HUB_SCHEDULES_PENDING,
+        hub_schedule_state("<name>"),
+        HUB_UI_LATEST,
+        HUB_UI_TOTALS,
+        hub_ui_history("<name>"),
+        hub_ui_sample_slot(0).replace(":0", ":<slot>"),
+        hub_ui_session("<digest>"),
     ]

@@ -32,7 +32,8 @@ class NodeInfo(_Model):
     cpus: int = Field(ge=1)
     memory_mb: int = Field(ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
-    runtime: Literal["docker", "process"]
+    # "gridnode": an IDM-GridCore GridNode agent, registered by the hub's /gridnode routes.
+    runtime: Literal["docker", "process", "gridnode"]
     parallelism: int = Field(ge=0, description="worker slots on this node")
     container_memory_mb: int = Field(ge=0, default=1024)
     version: str

@@ -50,6 +50,8 @@ class Job:
     unique_for: float | None = None  # ... that long after it finished
     # The exact bytes as they sit in the queue: what acknowledging removes.
     item: bytes = b""
+    # The producer's signature (gridq.signing); kept across retries, which leave it valid.
+    sig: str | None = None
 
     @property
     def is_raw(self) -> bool:
@@ -209,6 +211,7 @@ def decode(item: bytes) -> Job:
         key=key,
         unique_for=unique_for,
         item=item,
+        sig=sig if isinstance(sig := body.get("sig"), str) else None,
     )
 
 
@@ -216,6 +219,13 @@ def with_attempt(job: Job, attempt: int) -> bytes:
     """The job re-encoded for its next attempt (same id)."""
     if job.raw is not None:
         return encode_raw_retry(job.raw, job.id, attempt)
+    if job.sig is not None:
+        # A signed envelope keeps every field exactly as its producer wrote it (only the
+        # unsigned attempt changes): re-encoding from the decoded fields would add
+        # defaults and so break the signature.
+        body = json.loads(job.item)
+        body["attempt"] = attempt
+        return json.dumps(body, separators=(",", ":")).encode()
     return encode(
         job.task or "",
         job.args,

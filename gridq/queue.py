@@ -7,29 +7,40 @@ what the hub and the CLI read queue figures from.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import redis
 
-from gridq import jobs, protocol
+from gridq import durability, jobs, protocol
 from gridq.jobs import JobHandle
 from gridq.keys import QueueKeys
 from gridq.redisurl import client, mask
+from gridq.signing import Signer
 
 STAT_FIELDS = ("processed", "failed", "retried", "dead")
 
 
 class Queue:
-    def __init__(self, conn: redis.Redis, name: str, *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: redis.Redis,
+        name: str,
+        *,
+        url: str | None = None,
+        min_replicas: int | None = None,
+    ) -> None:
         self.conn = conn
         self.name = name
         self.keys = QueueKeys(name)
         self._url = url
         self._enqueue: Any = None  # the enqueue script, registered on first use
+        # Replicas an enqueue waits for (WAIT); see gridq/durability.py.
+        self.min_replicas = durability.min_replicas(url, min_replicas)
 
     @classmethod
     def from_url(cls, url: str, name: str, **kw: Any) -> Queue:
@@ -48,6 +59,11 @@ class Queue:
         return JobHandle(self, str(job_id))
 
     # --- producing ------------------------------------------------------------------
+
+    @functools.cached_property
+    def signer(self) -> Signer:
+        """Signs envelopes when GRIDQ_SIGNING_KEY is set (read on first use)."""
+        return Signer.from_env()
 
     def enqueue(
         self,
@@ -96,6 +112,7 @@ class Queue:
             key=_key,
             unique_for=_unique_for,
         )
+        item = self.signer.sign(item)
         if not ttl:
             self.push_items([item], priority=_priority, due=due)
             return JobHandle(self, job_id)
@@ -108,20 +125,25 @@ class Queue:
         record_ttl = ttl + max(0, int((due or now) - now) + 1)
         if self._enqueue is None:
             self._enqueue = self.conn.register_script(jobs.ENQUEUE)  # EVALSHA from now on
-        holder = self._enqueue(
-            keys=[target, k.job(job_id), k.unique(_key) if _key is not None else k.job(job_id)],
-            args=[
-                item,
-                job_id,
-                record_ttl,
-                jobs.SCHEDULED if due is not None else jobs.QUEUED,
-                repr(now),
-                task,
-                repr(due) if due is not None else "",
-                _key if _key is not None else "",
-                repr(float(_unique_for or 0)),
-                ttl,
-            ],
+        script = self._enqueue
+        keys = [target, k.job(job_id), k.unique(_key) if _key is not None else k.job(job_id)]
+        script_args: list[Any] = [
+            item,
+            job_id,
+            record_ttl,
+            jobs.SCHEDULED if due is not None else jobs.QUEUED,
+            repr(now),
+            task,
+            repr(due) if due is not None else "",
+            _key if _key is not None else "",
+            repr(float(_unique_for or 0)),
+            ttl,
+        ]
+        holder = durability.replicated(
+            self.conn,
+            target,
+            self.min_replicas,
+            lambda c: script(keys=keys, args=script_args, client=c),
         )
         return JobHandle(self, holder.decode() if isinstance(holder, bytes) else str(holder))
 
@@ -147,9 +169,13 @@ class Queue:
         if delay:
             due = time.time() + delay
         if due is not None:
-            return int(self.conn.zadd(self.keys.delayed, {i: due for i in items}))
-        key = self.keys.priority(priority) if priority else self.keys.pending
-        return int(self.conn.lpush(key, *items))
+            key = self.keys.delayed
+            at = due
+            write: Callable[[Any], Any] = lambda c: c.zadd(key, {i: at for i in items})  # noqa: E731
+        else:
+            key = self.keys.priority(priority) if priority else self.keys.pending
+            write = lambda c: c.lpush(key, *items)  # noqa: E731
+        return int(durability.replicated(self.conn, key, self.min_replicas, write))
 
     # --- inspecting -----------------------------------------------------------------
 

@@ -84,8 +84,8 @@ def parse_multi(url: str) -> MultiHost | None:
         return None
     kind = scheme.split("+", 1)[1]
     rest, _, query = rest.partition("?")
-    if query:
-        raise ValueError(f"{scheme}:// URLs take no ?options")
+    if query and "?" in strip_min_replicas(url):
+        raise ValueError(f"{scheme}:// URLs take no ?options but min_replicas")
     netloc, _, path = rest.partition("/")
     userinfo, at, hostlist = netloc.rpartition("@")
     user = pw = None
@@ -113,6 +113,25 @@ def parse_multi(url: str) -> MultiHost | None:
     return MultiHost(kind, scheme.startswith("rediss"), user, pw, tuple(hosts), master, db)
 
 
+_MIN_REPLICAS = re.compile(r"([?&])min_replicas=([^&]*)(&|$)")
+
+
+def min_replicas_of(url: str) -> int | None:
+    """The ``?min_replicas=N`` of a URL (None if it gives none); ValueError if not a number."""
+    m = _MIN_REPLICAS.search(url.partition("#")[0])
+    if m is None:
+        return None
+    if not m.group(2).isdigit():
+        raise ValueError("min_replicas in a Redis URL must be a whole number >= 0")
+    return int(m.group(2))
+
+
+def strip_min_replicas(url: str) -> str:
+    """``url`` without its ``min_replicas`` option (gridq's, not redis-py's)."""
+    out = _MIN_REPLICAS.sub(lambda m: m.group(1) if m.group(3) else "", url)
+    return out[:-1] if out.endswith(("?", "&")) else out
+
+
 def password_of(url: str) -> str | None:
     try:
         multi = parse_multi(url)
@@ -123,6 +142,7 @@ def password_of(url: str) -> str | None:
 
 def validate_url(url: str) -> str:
     """Raise ValueError naming the problem if ``url`` is not a usable Redis URL."""
+    min_replicas_of(url)
     if parse_multi(url) is not None:
         return url
     try:
@@ -154,6 +174,7 @@ def client(
     so callers need not care; ``is_cluster()`` tells them apart where it matters.
     """
     validate_url(url)
+    url = strip_min_replicas(url)
     opts: dict[str, object] = {"decode_responses": decode, "health_check_interval": 30}
     if timeout is not None:
         opts["socket_connect_timeout"] = timeout
@@ -195,6 +216,7 @@ def aio_client(
     ``wait`` seconds for a free connection rather than failing with "Too many
     connections"; a cluster client keeps a pool per node."""
     validate_url(url)
+    url = strip_min_replicas(url)
     opts: dict[str, object] = {"decode_responses": decode, **kw}
     multi = parse_multi(url)
     if multi is None:
@@ -235,7 +257,7 @@ def direct_url(url: str, timeout: float = 2.0) -> str:
     Other URLs are returned as they are. ConnectionError if no sentinel names a master."""
     m = parse_multi(url)
     if m is None:
-        return url
+        return strip_min_replicas(url)
     if m.kind == "cluster":
         host, port = m.hosts[0]
     else:

@@ -1,4 +1,5 @@
-"""The hub's background work: the periodic scheduling pass, for the app's lifetime."""
+"""The hub's background work for the app's lifetime: the leader election, and on the
+leader only the periodic scheduling pass and the schedule ticks (hub/leader.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from fastapi import FastAPI
 
 from gridq.redisurl import mask_text
 
+from .leader import Leader
 from .outage import RedisOutage
+from .schedule_ticker import Ticker
 from .store import Store
 
 log = logging.getLogger("gridq.hub")
@@ -20,9 +23,13 @@ log = logging.getLogger("gridq.hub")
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-async def periodic(store: Store, interval: float, outage: RedisOutage) -> None:
+async def periodic(store: Store, interval: float, outage: RedisOutage, leader: Leader) -> None:
+    # Passes triggered by changes run on any replica under the scheduling lock; the
+    # periodic one (offline nodes, autoscale, auto-advance) only on the leader.
     while True:
         await asyncio.sleep(interval)
+        if not leader.leading:
+            continue
         try:
             await store.scheduling.periodic()
         except asyncio.CancelledError:
@@ -34,20 +41,33 @@ async def periodic(store: Store, interval: float, outage: RedisOutage) -> None:
             outage.ok()
 
 
-def lifespan(store: Store, interval: float, outage: RedisOutage, background: bool) -> Lifespan:
-    """Runs the periodic loop (unless ``background`` is False: tests drive passes) and
-    closes the store when the app stops."""
+def lifespan(
+    store: Store, interval: float, outage: RedisOutage, leader: Leader, background: bool
+) -> Lifespan:
+    """Runs the election, the periodic loop and the ticker (unless ``background`` is
+    False: tests drive passes) and closes the store when the app stops."""
 
     @contextlib.asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(periodic(store, interval, outage)) if background else None
+        tasks = (
+            [
+                asyncio.create_task(leader.run()),
+                asyncio.create_task(periodic(store, interval, outage, leader)),
+                asyncio.create_task(Ticker(store.schedules, leader).run()),
+            ]
+            if background
+            else []
+        )
         try:
             yield
         finally:
-            if task:
+            for task in tasks:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(Exception):  # Redis down: the lease expires by itself
+                await leader.release()
             await store.close()
 
     return run

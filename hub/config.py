@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from gridq.errors import ConfigError
 from gridq.redisurl import validate_url
@@ -62,11 +64,57 @@ class HubSettings(GridqSettings):
     )
     token: SecretStr | None = Field(
         default=None,
-        description="admin API token (GRIDQ_HUB_TOKEN)",
+        description="admin API token (GRIDQ_HUB_TOKEN); several comma-separated values are"
+        " all valid at once (rotation: add the new one, roll out, remove the old one)",
+    )
+    viewer_token: SecretStr | None = Field(
+        default=None,
+        description="read-only token (GRIDQ_HUB_VIEWER_TOKEN): the dashboard and every GET of"
+        " the API, never a change (403); comma-separated values for rotation",
     )
     node_token: SecretStr | None = Field(
         default=None,
-        description="node join token (GRIDQ_NODE_TOKEN)",
+        description="node join token (GRIDQ_NODE_TOKEN); comma-separated values for rotation",
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) file: with tls_key, the hub serves HTTPS",
+    )
+    tls_key: Path | None = Field(
+        default=None,
+        description="PEM private key file of tls_cert",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated addresses or networks of reverse proxies whose"
+        " X-Forwarded-For names the client (for the failed-login limit and the audit);"
+        " empty: the direct peer is the client",
+    )
+    auth_fail_limit: int = Field(
+        default=20,
+        ge=0,
+        description="failed authentications from one client address within auth_fail_window"
+        " after which that address gets 429 until the window ends; 0: no limit",
+    )
+    auth_fail_window: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds of the failed-authentication window",
+    )
+    audit_max_entries: int = Field(
+        default=100_000,
+        gt=0,
+        description="the audit trail keeps at most this many records (oldest dropped)",
+    )
+    audit_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="audit records older than this are dropped",
+    )
+    ui_session_ttl: float = Field(
+        default=8 * 3600,
+        gt=0,
+        description="seconds a dashboard login lasts (GRIDQ_HUB_UI_SESSION_TTL)",
     )
     insecure_dev: bool = Field(
         default=False,
@@ -91,6 +139,17 @@ class HubSettings(GridqSettings):
         default=2.0,
         gt=0,
         description="seconds between periodic scheduling passes (offline nodes, autoscale, auto-advance)",
+    )
+    redis_acl: bool = Field(
+        default=False,
+        description="tasks that do not say: give their workers a Redis ACL user (redis_acl)",
+    )
+    leader_lease: float = Field(
+        default=2.0,
+        ge=0.5,
+        le=60,
+        description="seconds a hub replica's leadership (periodic passes, schedule ticks) lives"
+        " without renewal: the longest handover after a leader dies",
     )
     validate_redis_timeout: float = Field(
         default=2.0,
@@ -120,6 +179,33 @@ class HubSettings(GridqSettings):
             self.redis_url = with_password(self.redis_url, pw)
         return self
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "tls_cert and tls_key go together (GRIDQ_HUB_TLS_CERT, GRIDQ_HUB_TLS_KEY):"
+                " set both to serve HTTPS, or neither"
+            )
+        for name, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file: {path}")
+        return self
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, list):
+            for p in v:
+                try:
+                    ipaddress.ip_network(str(p), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"trusted_proxies: {p!r} is not an IP address or network"
+                    ) from None
+        return v
+
     @field_validator("bind")
     @classmethod
     def _bind(cls, v: str) -> str:
@@ -135,6 +221,22 @@ class HubSettings(GridqSettings):
 
     def join_token(self) -> str | None:
         return self.node_token.get_secret_value() if self.node_token else None
+
+    def admin_tokens(self) -> tuple[str, ...]:
+        return token_values(self.token)
+
+    def viewer_tokens(self) -> tuple[str, ...]:
+        return token_values(self.viewer_token)
+
+    def join_tokens(self) -> tuple[str, ...]:
+        return token_values(self.node_token)
+
+
+def token_values(secret: SecretStr | None) -> tuple[str, ...]:
+    """The values of a comma-separated token setting (rotation: all valid at once)."""
+    if secret is None:
+        return ()
+    return tuple(v.strip() for v in secret.get_secret_value().split(",") if v.strip())
 
 
 def with_password(url: str, password: str) -> str:
@@ -177,20 +279,36 @@ def token_problem(name: str, value: str | None) -> str | None:
     return None
 
 
+def _set_problems(name: str, values: tuple[str, ...], required: bool) -> list[str]:
+    if not values:
+        return [f"{name} is not set"] if required else []
+    label = (lambda i: f"{name} value {i + 1}") if len(values) > 1 else (lambda i: name)
+    return [p for i, v in enumerate(values) if (p := token_problem(label(i), v))]
+
+
 def check_tokens(settings: HubSettings) -> list[str]:
     """Refuse weak or missing tokens unless insecure_dev; return warnings to log loudly."""
-    problems = [
-        p
-        for p in (
-            token_problem("GRIDQ_HUB_TOKEN", settings.admin_token()),
-            token_problem("GRIDQ_NODE_TOKEN", settings.join_token()),
-        )
-        if p
-    ]
-    admin, join = settings.admin_token(), settings.join_token()
-    if admin and join and admin == join:
-        # Same value would let any node call the admin API.
-        problems.append("GRIDQ_HUB_TOKEN and GRIDQ_NODE_TOKEN must differ")
+    admin, viewer, join = (
+        settings.admin_tokens(),
+        settings.viewer_tokens(),
+        settings.join_tokens(),
+    )
+    problems = (
+        _set_problems("GRIDQ_HUB_TOKEN", admin, True)
+        + _set_problems("GRIDQ_HUB_VIEWER_TOKEN", viewer, False)
+        + _set_problems("GRIDQ_NODE_TOKEN", join, True)
+    )
+    # A value in two sets would give one holder the other's rights (a node the admin
+    # API, a viewer writes): the sets must not share a value.
+    named = (
+        ("GRIDQ_HUB_TOKEN", admin),
+        ("GRIDQ_HUB_VIEWER_TOKEN", viewer),
+        ("GRIDQ_NODE_TOKEN", join),
+    )
+    for i, (a_name, a) in enumerate(named):
+        for b_name, b in named[i + 1 :]:
+            if set(a) & set(b):
+                problems.append(f"{a_name} and {b_name} must differ")
     if problems and not settings.insecure_dev:
         raise ConfigError(
             "the hub refuses to start: "

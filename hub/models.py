@@ -17,6 +17,8 @@ from gridq.keys import check_queue_name
 from gridq.nodeproto import Resources
 from gridq.redisurl import mask, mask_text, validate_url
 
+from . import secret_env
+
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
@@ -109,6 +111,11 @@ class _TaskFields(_Strict):
     # kind = "celery" only (reserved for the Celery integration).
     app: str | None = Field(default=None, max_length=512, description='celery: "module:app"')
     queues: list[str] | None = Field(default=None, description="celery: queues to consume")
+    redis_acl: bool | None = Field(
+        default=None,
+        description="give workers a Redis ACL user limited to this task's keys "
+        "(default: GRIDQ_HUB_REDIS_ACL)",
+    )
 
     @field_validator("image")
     @classmethod
@@ -175,6 +182,16 @@ class TaskCreate(_TaskFields):
     input_redis: str | None = Field(description="Redis URL of the input queue")
     input_queue: str | None = Field(description="name of the input queue", max_length=512)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _celery_queue(cls, data: Any) -> Any:
+        # A celery body names its queues (docs/celery.md), not input_queue.
+        if isinstance(data, dict) and data.get("kind") == "celery" and "input_queue" not in data:
+            queues = data.get("queues")
+            names = queues if isinstance(queues, list) and queues else ["celery"]
+            return {**data, "input_queue": ",".join(map(str, names))}
+        return data
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -221,6 +238,7 @@ class TaskCreate(_TaskFields):
             autoscale=self.autoscale,
             app=self.app,
             queues=self.queues,
+            redis_acl=self.redis_acl,
         )
 
 
@@ -249,14 +267,27 @@ class TaskSpec(_Strict):
     autoscale: Autoscale | None = None
     app: str | None = None
     queues: list[str] | None = None
+    redis_acl: bool | None = None  # None until the hub applies its default
+    # The task's own ACL users' URLs (hub/task_acl.py): what workers get instead of the
+    # registering credentials. Never in API answers.
+    acl_input_redis: str | None = None
+    acl_output_redis: str | None = None
 
     @property
     def out_redis(self) -> str:
         return self.output_redis or self.input_redis
 
+    @property
+    def worker_input_redis(self) -> str:
+        return self.acl_input_redis or self.input_redis
+
+    @property
+    def worker_output_redis(self) -> str:
+        return self.acl_output_redis or self.out_redis
+
     def as_create(self) -> dict[str, Any]:
         """The spec as a registration body (for merging a PATCH into it)."""
-        return self.model_dump(exclude_none=False)
+        return self.model_dump(exclude_none=False, exclude={"acl_input_redis", "acl_output_redis"})
 
 
 class TaskRecord(_Strict):
@@ -293,6 +324,11 @@ class Instances(BaseModel):
     placed: int = Field(description="replicas assigned to nodes (fewer than desired: no room)")
     running: int = Field(description="instances nodes report running")
     by_node: dict[str, int] = Field(default_factory=dict, description="node id -> running")
+    unplaced: str | None = Field(
+        default=None,
+        description="why replicas find no node although slots may be free (e.g. the task "
+        "has only an image and every online node uses the process runtime), with the fix",
+    )
 
 
 class TaskOut(BaseModel):
@@ -314,6 +350,7 @@ class TaskOut(BaseModel):
     autoscale: Autoscale | None
     app: str | None = None
     queues: list[str] | None = None
+    redis_acl: bool = False
     spec_hash: str
     status: Literal["active", "paused", "waiting", "finished"]
     created_at: float
@@ -341,7 +378,7 @@ class TaskOut(BaseModel):
             input_queue=s.input_queue,
             output_queue=s.output_queue,
             replicas=s.replicas,
-            env={k: mask_text(v) for k, v in s.env.items()},
+            env={k: secret_env.shown(k, v) for k, v in s.env.items()},
             resources=s.resources,
             constraints=s.constraints,
             pool=s.pool,
@@ -349,6 +386,7 @@ class TaskOut(BaseModel):
             autoscale=s.autoscale,
             app=s.app,
             queues=s.queues,
+            redis_acl=bool(s.redis_acl),
             spec_hash=rec.spec_hash,
             status=status,  # type: ignore[arg-type]
             created_at=rec.created_at,
@@ -379,6 +417,14 @@ class NodeInstanceOut(BaseModel):
 
 class NodeOut(BaseModel):
     node_id: str
+    # IDM-GridCore's fields (hub/gridcore.py), for its scripts and troubleshooting guide.
+    id: str = Field(description="GridCore's name for node_id")
+    architecture: str = Field(description="GridCore's spelling: x86_64, aarch64, arm")
+    cpu_count: int = Field(description="GridCore's field: the node's CPUs")
+    runtime_status: Literal["Running", "Idle", "Error"] | None = Field(
+        description="GridCore's field and spelling (null: a GridNode that sent no heartbeat yet)"
+    )
+    active_containers: int = Field(description="GridCore's field: workers running now")
     status: Literal["online", "offline", "draining", "stopping", "left"]
     hostname: str
     arch: str
@@ -394,7 +440,7 @@ class NodeOut(BaseModel):
         description="the node agent's own Prometheus endpoint, as the node last reported it",
     )
     registered_at: float | None
-    last_seen: float | None
+    last_seen: str | None = Field(description="RFC 3339, UTC (as IDM-GridCore)")
     seconds_since_heartbeat: float | None
     stop_requested: bool
     errors: list[str] = Field(description="node-level and instance errors, in plain words")

@@ -20,14 +20,14 @@ import logging
 import time
 from typing import Protocol
 
-import redis
-
+from gridq.durability import TRANSIENT
 from gridq.outage import OutageLog
 
 log = logging.getLogger("gridq.hub")
 
-# Redis gone, restarting or still loading its data (BusyLoadingError is a ConnectionError).
-OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Redis gone, restarting or still loading its data (BusyLoadingError is a ConnectionError),
+# or mid-failover (READONLY from a demoted master, CLUSTERDOWN, TRYAGAIN): gridq/durability.py.
+OUTAGE_ERRORS = TRANSIENT
 
 
 class _Listener(Protocol):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gridq.doctor.placement import runtime_mismatch
+
+from .gridcore import node_fields, rfc3339
 from .models import Instances, NodeInstanceOut, NodeOut, TaskOut, TaskRecord
 from .store import NodeView, Store
 
@@ -46,6 +50,13 @@ async def render_tasks(store: Store, recs: list[TaskRecord], live: bool) -> list
     running = running_by_task(await store.nodes.live_records())
     current = (await store.scheduling.state()).get("seq_current") or None
     stats = await store.figures.stats_many(r.spec for r in recs) if live else {}
+    short = [
+        r
+        for r in recs
+        if int(summary.get(r.spec.name, {}).get("placed", 0))
+        < int(summary.get(r.spec.name, {}).get("desired", 0))
+    ]
+    online = await _online_runtimes(store) if short else []
     out = []
     for rec in recs:
         name = rec.spec.name
@@ -55,6 +66,7 @@ async def render_tasks(store: Store, recs: list[TaskRecord], live: bool) -> list
             placed=int(sm.get("placed", 0)),
             running=sum(running.get(name, {}).values()),
             by_node=running.get(name, {}),
+            unplaced=_unplaced(rec, online) if rec in short else None,
         )
         figures = await store.figures.live(rec.spec, stats[name]) if live else None
         status = task_status(rec, store.settings.scheduling, current)
@@ -62,9 +74,24 @@ async def render_tasks(store: Store, recs: list[TaskRecord], live: bool) -> list
     return out
 
 
+async def _online_runtimes(store: Store) -> list[dict[str, str]]:
+    """The runtime of every online node, as gridq.doctor.placement reads nodes."""
+    out = []
+    for _nid, caps in await store.nodes.online():
+        info = json.loads(caps).get("info", {})
+        out.append({"runtime": str(info.get("runtime") or "docker"), "status": "online"})
+    return out
+
+
+def _unplaced(rec: TaskRecord, online: list[dict[str, str]]) -> str | None:
+    found = runtime_mismatch(rec.spec.model_dump(), online)
+    return f"{found[0]}. {found[1]}" if found else None
+
+
 def node_out(v: NodeView) -> NodeOut:
     info = v.info
     instances = v.instances
+    running = running_on(v.record.get("instances", []))
     errors = list(v.record.get("errors", []))
     for i in instances:
         if i.error:
@@ -87,11 +114,14 @@ def node_out(v: NodeView) -> NodeOut:
         version=info.version,
         metrics_url=info.metrics_url,
         registered_at=v.meta.get("registered_at"),
-        last_seen=v.last_seen,
+        last_seen=rfc3339(v.last_seen),
         seconds_since_heartbeat=round(time.time() - v.last_seen, 3) if v.last_seen else None,
         stop_requested=bool(v.meta.get("stop")),
         errors=errors,
         assigned=v.assigned,
-        running=running_on(v.record.get("instances", [])),
+        running=running,
         instances=[NodeInstanceOut(**i.model_dump()) for i in instances],
+        **node_fields(
+            v.node_id, v.record, info.arch, info.cpus, sum(running.values()), len(errors)
+        ),
     )

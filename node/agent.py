@@ -73,7 +73,13 @@ class Agent:
             settings, self.identity.agent_id, self.metrics, self._wake
         )
         self.metrics_server: MetricsServer | None = None
-        self.client = HubClient(settings.hub_url, settings.token(), self.store, self.node_info)
+        self.client = HubClient(
+            settings.hub_urls,
+            settings.token(),
+            self.store,
+            self.node_info,
+            ca_file=settings.ca_file,
+        )
         self.reconciler = Reconciler(self.runtime, settings, self.metrics, wake=self._wake.set)
         self.desired: list[Assignment] | None = None
         self.draining = threading.Event()
@@ -112,7 +118,7 @@ class Agent:
             return self.settings.advertise_host
         # The address this machine uses toward the hub is the one the hub can reach.
         try:
-            parts = urlsplit(self.settings.hub_url)
+            parts = urlsplit(self.client.base)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.connect((parts.hostname or "127.0.0.1", parts.port or 80))
                 return str(s.getsockname()[0])

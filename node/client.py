@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import httpx
 
 from gridq.errors import GridqError, PermanentError, TemporaryError
+from gridq.hubtls import tls_context, untrusted, untrusted_message
 from gridq.node.identity import Identity, IdentityStore
 from gridq.nodeproto import (
     Heartbeat,
@@ -46,16 +48,25 @@ class HubRejected(HubError, PermanentError):
 
 
 class HubClient:
+    """Talks to one hub at a time. With several (``GRIDQ_HUB_URL=h1,h2``, all on one
+    Redis) a request the current hub does not answer (no connection, timeout, 5xx) goes
+    to the next one at once, so the node moves within the heartbeat that failed."""
+
     def __init__(
         self,
-        hub_url: str,
+        hub_url: str | Sequence[str],
         token: str,
         store: IdentityStore,
         info: Callable[[], NodeInfo],
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        ca_file: Path | None = None,
     ) -> None:
-        self.base = hub_url.rstrip("/")
+        urls = [hub_url] if isinstance(hub_url, str) else list(hub_url)
+        self.bases = [u.rstrip("/") for u in urls]
+        self._current = 0
+        # The identity names the whole list: it stays valid on any hub of it.
+        self.hub_id = ",".join(self.bases)
         self._token = token
         self._registered_this_run = False
         self.store = store
@@ -65,20 +76,36 @@ class HubClient:
         # True when the last heartbeat() was answered by the registration alone: the
         # hub has not seen this run's instances yet, so heartbeat again soon.
         self.answered_by_register = False
-        self._http = httpx.Client(base_url=self.base, timeout=timeout, transport=transport)
+        # A dead hub must not eat the heartbeat interval: connect fast, then move on.
+        t = httpx.Timeout(timeout, connect=min(timeout, 2.0)) if len(self.bases) > 1 else timeout
+        self._clients = [
+            httpx.Client(
+                base_url=b,
+                timeout=t,
+                transport=transport,
+                verify=tls_context(ca_file, "GRIDQ_NODE_CA_FILE"),
+            )
+            for b in self.bases
+        ]
+
+    @property
+    def base(self) -> str:
+        """The hub this node talks to now."""
+        return self.bases[self._current]
 
     @property
     def node_id(self) -> str | None:
         return self.identity.node_id
 
     def close(self) -> None:
-        self._http.close()
+        for c in self._clients:
+            c.close()
 
     # -- protocol ---------------------------------------------------------------------
 
     def register(self) -> RegisterResponse:
         ident = self.identity
-        resume = ident.node_id and ident.secret and ident.hub_url == self.base
+        resume = ident.node_id and ident.secret and ident.hub_url in (self.hub_id, self.base)
         req = RegisterRequest(
             info=self.info(),
             node_id=ident.node_id if resume else None,
@@ -98,7 +125,7 @@ class HubClient:
         self._raise_for(r, "register")
         resp = RegisterResponse.model_validate_json(r.content)
         self.identity = Identity(
-            agent_id=ident.agent_id, hub_url=self.base, node_id=resp.node_id, secret=resp.secret
+            agent_id=ident.agent_id, hub_url=self.hub_id, node_id=resp.node_id, secret=resp.secret
         )
         self.store.save(self.identity)
         self.heartbeat_interval = resp.heartbeat_interval
@@ -155,21 +182,41 @@ class HubClient:
     # -- plumbing ---------------------------------------------------------------------
 
     def _forget(self) -> None:
-        self.identity = Identity(agent_id=self.identity.agent_id, hub_url=self.base)
+        self.identity = Identity(agent_id=self.identity.agent_id, hub_url=self.hub_id)
         self.store.save(self.identity)
 
     def _post(self, path: str, bearer: str, body: str) -> httpx.Response:
-        try:
-            return self._http.post(
-                path,
-                content=body,
-                headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            # httpx messages name the URL, never the Authorization header; mask anyway.
-            raise HubUnavailable(
-                f"hub at {self.base} unreachable: {mask_text(str(exc) or type(exc).__name__, [bearer])}"
-            ) from None
+        """POST to the current hub; on no answer or a 5xx, to the next ones in turn."""
+        failure: HubUnavailable | None = None
+        for _ in self.bases:
+            try:
+                r = self._clients[self._current].post(
+                    path,
+                    content=body,
+                    headers={
+                        "Authorization": f"Bearer {bearer}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                if r.status_code < 500 or len(self.bases) == 1:
+                    return r
+                failure = HubUnavailable(f"hub at {self.base} failed: HTTP {r.status_code}")
+            except httpx.HTTPError as exc:
+                why = untrusted(exc)
+                if why:
+                    # Retrying will not make the certificate trusted: the operator must act.
+                    raise HubRejected(
+                        f"{untrusted_message(why, 'GRIDQ_NODE_CA_FILE')} (hub {self.base})"
+                    ) from None
+                # httpx messages name the URL, never the Authorization header; mask anyway.
+                failure = HubUnavailable(
+                    f"hub at {self.base} unreachable: {mask_text(str(exc) or type(exc).__name__, [bearer])}"
+                )
+            if len(self.bases) > 1:
+                self._current = (self._current + 1) % len(self.bases)
+                log.warning("%s: moving to the hub at %s", failure, self.base)
+        assert failure is not None
+        raise failure
 
     def _raise_for(self, r: httpx.Response, what: str) -> None:
         if r.status_code < 300:

@@ -14,12 +14,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     NoDecode,
     SettingsConfigDict,
 )
 
+from gridq.hubs import parse_hub_urls
 from gridq.settings import GridqSettings
 
 
@@ -45,12 +46,18 @@ class NodeSettings(GridqSettings):
     hub_url: str = Field(
         default="http://127.0.0.1:8080",
         validation_alias="GRIDQ_HUB_URL",
-        description="base URL of the hub",
+        description="base URL of the hub; several comma-separated: the node moves to the next when its hub stops answering",
     )
     node_token: SecretStr | None = Field(
         default=None,
         validation_alias="GRIDQ_NODE_TOKEN",
         description="join token the hub expects from nodes",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GRIDQ_NODE_CA_FILE", "GRIDQ_HUB_CA_FILE"),
+        description="PEM file of the CA that signed the hub's HTTPS certificate (default:"
+        " the system's CA store); GRIDQ_HUB_CA_FILE, the CLI's name, is accepted too",
     )
     state_dir: Path = Field(
         default_factory=default_state_dir, description="where the node keeps its identity"
@@ -98,6 +105,15 @@ class NodeSettings(GridqSettings):
         default=60.0, gt=0, description="a worker that ran this long resets its backoff"
     )
 
+    @field_validator("hub_url")
+    @classmethod
+    def _hub_urls(cls, v: str) -> str:
+        return ",".join(parse_hub_urls(v))
+
+    @property
+    def hub_urls(self) -> list[str]:
+        return parse_hub_urls(self.hub_url)
+
     @field_validator("labels", mode="before")
     @classmethod
     def _parse_labels(cls, v: Any) -> Any:
@@ -116,6 +132,13 @@ class NodeSettings(GridqSettings):
                     raise ValueError(f"label {part.strip()!r} is not key=value")
                 out[key.strip()] = value.strip()
             return out
+        return v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
         return v
 
     @property

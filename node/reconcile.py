@@ -1,7 +1,8 @@
 """The reconcile loop, Kubernetes-controller style.
 
 Each pass compares the desired assignments (from the last heartbeat) with what the
-runtime observes (containers found by label, recorded processes) and acts:
+runtime observes (containers found by label, recorded processes): ``gridq.node.plan``
+decides, as a pure function, and this module carries the plan out:
 
 - an instance of a task no longer assigned, or whose spec hash or node id differs, is
   stopped (a spec change starts the replacements at once, on free indexes, while the old
@@ -24,43 +25,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 from gridq.node.config import NodeSettings
 from gridq.node.metrics import NodeMetrics
+from gridq.node.plan import Pending, Plan, Slot, instance_id, plan
 from gridq.node.runtime.base import Instance, Observed, Runtime, StartFailed
+from gridq.node.status import statuses
 from gridq.nodeproto import Assignment, InstanceState, InstanceStatus
 from gridq.redisurl import mask_text
 
 log = logging.getLogger("gridq.node")
-
-
-@dataclass
-class Slot:
-    """One (task, index) position and its restart history."""
-
-    task: str
-    index: int
-    spec_hash: str
-    restarts: int = 0
-    failures: int = 0  # consecutive, for the backoff
-    next_start: float | None = None  # monotonic; set while waiting to restart
-    state: InstanceState | None = None  # exited/crashloop/failed while waiting
-    exit_code: int | None = None
-    error: str | None = None
-    started: float | None = None  # monotonic time of the last start
-
-
-@dataclass
-class _Pending:
-    kind: str  # starting | stopping | collecting
-    task: str
-    index: int
-    spec_hash: str
-
-
-def instance_id(task: str, node_id: str, index: int) -> str:
-    return f"{task}-{node_id}-{index}"
 
 
 class Reconciler:
@@ -78,7 +52,7 @@ class Reconciler:
         self.wake = wake
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gridq-act")
         self._lock = threading.RLock()
-        self.pending: dict[str, _Pending] = {}
+        self.pending: dict[str, Pending] = {}
         # Counts finished actions. list() runs outside the lock: a snapshot taken while
         # an action finished may miss a just-started instance (and start it twice) or
         # still show a just-collected one (and count one crash as two). A pass acts only
@@ -119,109 +93,48 @@ class Reconciler:
         try:
             self.node_id = node_id
             self.observed = observed
-            want = {a.task: a for a in desired if a.replicas >= 0}
-            by_task: dict[str, list[Observed]] = {}
-            for o in observed:
-                by_task.setdefault(o.task, []).append(o)
-            # Tasks we run but no longer should, and foreign leftovers.
-            hold = now < self.hold_until
-            for task, insts in by_task.items():
-                if task not in want and not hold:
-                    for o in insts:
-                        self._stop(o)
-            for key in [k for k in self.slots if k[0] not in want]:
-                del self.slots[key]
-            for task, a in want.items():
-                self._reconcile_task(a, by_task.get(task, []), node_id, now)
+            self._act(
+                plan(
+                    desired,
+                    observed,
+                    self.pending,
+                    self.slots,
+                    node_id,
+                    now,
+                    hold=now < self.hold_until,
+                    healthy_after=self.settings.healthy_after,
+                ),
+                node_id,
+            )
             self._update_metrics()
         finally:
             self._lock.release()
         self.metrics.reconcile_seconds.observe(time.perf_counter() - t0)
 
-    def _reconcile_task(
-        self, a: Assignment, insts: list[Observed], node_id: str, now: float
-    ) -> None:
-        spec_hash = a.spec.spec_hash
-        occupied: set[int] = set()  # indexes in use by anything, any spec
-        active: set[int] = set()  # indexes that count toward the replicas
-        healthy: dict[int, Observed] = {}
-        for o in insts:
-            occupied.add(o.index)
-            current = o.spec_hash == spec_hash and o.node_id == node_id
-            p = self.pending.get(o.instance_id)
-            if p is not None:
-                if current and p.kind != "stopping":
-                    active.add(o.index)
-                continue
-            if not current:
-                self._stop(o)
-            elif o.state == "exited":
-                # Still counts: it restarts on the same index after its backoff.
-                self._collect(o)
-                active.add(o.index)
-            else:
-                healthy[o.index] = o
-                active.add(o.index)
-                slot = self.slots.get((a.task, o.index))
-                if slot is None or slot.spec_hash != spec_hash:
-                    # Adopted from a previous agent: no history, counts as started now.
-                    slot = Slot(a.task, o.index, spec_hash, started=now)
-                    self.slots[(a.task, o.index)] = slot
-                if (
-                    slot.failures
-                    and slot.started is not None
-                    and now - slot.started >= self.settings.healthy_after
-                ):
-                    slot.failures, slot.error, slot.exit_code = 0, None, None
-        for p in self.pending.values():
-            if p.task == a.task:
-                occupied.add(p.index)
-                if p.kind != "stopping" and p.spec_hash == spec_hash:
-                    active.add(p.index)
-        # Drop history of indexes no longer used by this spec.
-        for key in [k for k, sl in self.slots.items() if k[0] == a.task]:
+    def _act(self, p: Plan, node_id: str) -> None:
+        """Carry out a plan (lock held): slot bookkeeping here, runtime calls on the pool."""
+        for o in p.stop:
+            self._stop(o)
+        for o in p.collect:
+            self._collect(o)
+        for sl in p.adopt:
+            self.slots[(sl.task, sl.index)] = sl
+        for key in p.recovered:
             sl = self.slots[key]
-            if sl.spec_hash != spec_hash and key[1] not in occupied:
-                del self.slots[key]
-        # Slots waiting out a backoff: their instance is gone, the index stays theirs.
-        waiting = [
-            sl
-            for (t, i), sl in self.slots.items()
-            if t == a.task
-            and sl.spec_hash == spec_hash
-            and sl.next_start is not None
-            and i not in occupied
-        ]
-        for sl in waiting:
-            occupied.add(sl.index)
-            active.add(sl.index)
-        surplus = len(active) - a.replicas
-        if surplus > 0:
-            # Waiting slots go first (nothing to stop), then the highest indexes.
-            for sl in sorted(waiting, key=lambda sl: -sl.index)[:surplus]:
-                del self.slots[(sl.task, sl.index)]
-                waiting.remove(sl)
-                surplus -= 1
-            for idx in sorted(healthy, reverse=True)[: max(0, surplus)]:
-                self._stop(healthy[idx])
-                self.slots.pop((a.task, idx), None)
-        elif surplus < 0:
-            index = 0
-            for _ in range(-surplus):
-                while index in occupied:
-                    index += 1
-                occupied.add(index)
-                self.slots[(a.task, index)] = Slot(a.task, index, spec_hash)
-                self._start(a, index, node_id)
-        for sl in waiting:
-            if sl.next_start is not None and sl.next_start <= now:
-                sl.restarts += 1
-                self.metrics.restarts.labels(a.task).inc()
-                self._start(a, sl.index, node_id)
+            sl.failures, sl.error, sl.exit_code = 0, None, None
+        for key in p.forget:
+            self.slots.pop(key, None)
+        for a, index in p.start:
+            self.slots[(a.task, index)] = Slot(a.task, index, a.spec.spec_hash)
+            self._start(a, index, node_id)
+        for a, index in p.restart:
+            self.slots[(a.task, index)].restarts += 1
+            self.metrics.restarts.labels(a.task).inc()
+            self._start(a, index, node_id)
 
     # -- actions (run on the pool) ----------------------------------------------------
 
-    def _submit(self, iid: str, pending: _Pending, fn: Callable[[], None]) -> None:
+    def _submit(self, iid: str, pending: Pending, fn: Callable[[], None]) -> None:
         self.pending[iid] = pending
 
         def run() -> None:
@@ -270,7 +183,7 @@ class Reconciler:
                 slot.started = time.monotonic()
                 slot.state = None
 
-        self._submit(iid, _Pending("starting", a.task, index, a.spec.spec_hash), do)
+        self._submit(iid, Pending("starting", a.task, index, a.spec.spec_hash), do)
 
     def _stop(self, o: Observed) -> None:
         if o.instance_id in self.pending:
@@ -280,7 +193,7 @@ class Reconciler:
             log.info("stopping %s", o.instance_id)
             self.runtime.stop(o, self.stop_timeout)
 
-        self._submit(o.instance_id, _Pending("stopping", o.task, o.index, o.spec_hash), do)
+        self._submit(o.instance_id, Pending("stopping", o.task, o.index, o.spec_hash), do)
 
     def _collect(self, o: Observed) -> None:
         slot = self.slots.get((o.task, o.index))
@@ -295,7 +208,7 @@ class Reconciler:
                         slot.failures = 0
                     self._failed(slot, "exited", o.exit_code, diagnosis)
 
-        self._submit(o.instance_id, _Pending("collecting", o.task, o.index, o.spec_hash), do)
+        self._submit(o.instance_id, Pending("collecting", o.task, o.index, o.spec_hash), do)
 
     def _failed(self, slot: Slot, state: InstanceState, code: int | None, error: str) -> None:
         slot.failures += 1
@@ -315,61 +228,8 @@ class Reconciler:
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def statuses(self) -> list[InstanceStatus]:
-        out: dict[str, InstanceStatus] = {}
         with self._lock:
-            seen: set[tuple[str, int]] = set()
-            for o in self.observed:
-                p = self.pending.get(o.instance_id)
-                slot = self.slots.get((o.task, o.index))
-                state: InstanceState
-                if p is not None and p.kind == "stopping":
-                    state = "stopping"
-                elif o.state == "exited":
-                    state = "exited"
-                else:
-                    state = "running" if o.state == "running" else "starting"
-                current_slot = slot is not None and slot.spec_hash == o.spec_hash
-                out[o.instance_id] = InstanceStatus(
-                    instance_id=o.instance_id,
-                    task=o.task,
-                    index=o.index,
-                    spec_hash=o.spec_hash,
-                    state=state,
-                    exit_code=o.exit_code if o.state == "exited" else None,
-                    restarts=slot.restarts if slot and current_slot else 0,
-                    error=slot.error if slot and current_slot and slot.failures else None,
-                    metrics_url=o.metrics_url if state == "running" else None,
-                )
-                if current_slot:
-                    seen.add((o.task, o.index))
-            for iid, p in self.pending.items():
-                if p.kind == "starting" and iid not in out:
-                    slot = self.slots.get((p.task, p.index))
-                    out[iid] = InstanceStatus(
-                        instance_id=iid,
-                        task=p.task,
-                        index=p.index,
-                        spec_hash=p.spec_hash,
-                        state="starting",
-                        restarts=slot.restarts if slot else 0,
-                        error=slot.error if slot and slot.failures else None,
-                    )
-                    seen.add((p.task, p.index))
-            for (task, index), s in self.slots.items():
-                if (task, index) in seen or s.next_start is None or s.state is None:
-                    continue
-                iid = instance_id(task, self.node_id, index)
-                out[iid] = InstanceStatus(
-                    instance_id=iid,
-                    task=task,
-                    index=index,
-                    spec_hash=s.spec_hash,
-                    state=s.state,
-                    exit_code=s.exit_code,
-                    restarts=s.restarts,
-                    error=s.error,
-                )
-        return list(out.values())
+            return statuses(self.observed, self.pending, self.slots, self.node_id)
 
     def errors(self) -> list[str]:
         """Node-level problems for Heartbeat.errors: the runtime, and each task's failures."""

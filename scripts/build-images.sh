@@ -84,7 +84,7 @@ trap 'rm -rf "$src"' EXIT
 # they share (and mix versions).
 cp -r Dockerfile .dockerignore pyproject.toml README.md gridq hub node worker "$src/"
 mkdir -p "$src/deploy/docker" "$src/build"
-cp deploy/docker/healthcheck.py "$src/deploy/docker/"
+cp deploy/docker/healthcheck.py deploy/docker/node-entrypoint.py "$src/deploy/docker/"
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
 rm -rf "$src"/*.egg-info
 # Unchanged sources and dependencies: the wheels are still good (saves pip's

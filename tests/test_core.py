@@ -138,7 +138,7 @@ def test_check_names_auth_problems(make_redis) -> None:
 
 
 def test_check_names_unreachable() -> None:
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     with pytest.raises(RedisUnavailable, match="refused"):
         redisurl.check(f"redis://:pw@127.0.0.1:{free_port()}", timeout=1)
@@ -215,6 +215,7 @@ def test_settings_aliases_and_extra_env(tmp_path: Path, monkeypatch: pytest.Monk
 SECRET_VARS = (
     "GRIDQ_HUB_TOKEN",
     "GRIDQ_NODE_TOKEN",
+    "GRIDQ_HUB_VIEWER_TOKEN",
     "GRIDQ_HUB_NODE_TOKEN",
     "GRIDQ_HUB_REDIS_URL",
     "GRIDQ_HUB_REDIS_PASSWORD",
@@ -254,12 +255,14 @@ def test_secret_settings_read_var_file(
         "redis_url": "GRIDQ_HUB_REDIS_URL",
         "redis_password": "GRIDQ_HUB_REDIS_PASSWORD",
         "token": "GRIDQ_HUB_TOKEN",
+        "viewer_token": "GRIDQ_HUB_VIEWER_TOKEN",
         "node_token": "GRIDQ_NODE_TOKEN",
     }
     assert secret_env(NodeSettings) == {"node_token": "GRIDQ_NODE_TOKEN"}
     assert secret_env(WorkerSettings) == {
         "input_url": "INPUT_REDIS_URL",
         "output_url": "OUTPUT_REDIS_URL",
+        "signing_key": "GRIDQ_SIGNING_KEY",
     }
     hub_tok, node_tok = "hubTokMarker-7f3a9c2e41", "nodeTokMarker-0b8d6e5f93"
     url = "redis://:urlPwMarker@redis:6379/0"

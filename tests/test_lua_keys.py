@@ -8,6 +8,8 @@ import re
 import pytest
 
 from gridq import queue
+from gridq.hub import leader
+from gridq.hub.store import schedule_push, schedules
 from gridq.hub.store import scripts as hub_scripts
 from gridq.worker import broker
 
@@ -22,6 +24,9 @@ SCRIPTS = {
         if n.isupper() and isinstance(v, str) and "redis.call" in v
     },
     "queue._RETRY_ONE": queue._RETRY_ONE,
+    **{f"leader.{n}": getattr(leader, n) for n in ("ACQUIRE_OR_RENEW", "RELEASE")},
+    **{f"schedules.{n}": getattr(schedules, n) for n in ("CREATE", "UPDATE", "CLAIM", "COMPLETE")},
+    "schedule_push.PUSH_ONCE": schedule_push.PUSH_ONCE,
 }
 _CALL = re.compile(r"redis\.call\('(\w+)',\s*([^,)]+)")
 _FROM_KEYS = re.compile(r"local ([\w, ]+) =\s*(KEYS\[\d+\](?:,\s*KEYS\[\d+\])*)")

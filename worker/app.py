@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from gridq import contract as c
 from gridq import protocol
+from gridq.worker.signature_check import verifier_for
 
 if TYPE_CHECKING:
     from gridq.jobs import JobHandle
     from gridq.queue import Queue
+    from gridq.signing import Verifier
     from gridq.worker.settings import WorkerSettings
 
 P = ParamSpec("P")
@@ -202,6 +204,8 @@ class App:
         # "module:attr" the worker loaded this app from (the processes pool re-imports it).
         self.import_path: str | None = None
         self._queue: Queue | None = None
+        # The worker's signature policy (set by configure()); None: nothing is checked.
+        self.verifier: Verifier | None = None
 
     # --- registration -----------------------------------------------------------------
 
@@ -263,6 +267,7 @@ class App:
             self.output_url = settings.output_url or self.input_url
         if self.output_queue is None:
             self.output_queue = settings.output_queue or None
+        self.verifier = verifier_for(settings)
 
     def queue(self) -> Queue:
         """The producer side of the input queue (settings read on first use)."""

@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gridq import keys, protocol
+from gridq import durability, keys, protocol
 from gridq.redisurl import client, is_cluster, key_slot
 
 # Lua helper: the list an item belongs to. Envelopes carrying a priority go to their
@@ -416,8 +416,13 @@ class Broker:
         output_queue: str | None = None,
         lease: float = 30.0,
         limits: Sequence[Limit] = (),
+        min_replicas: int = 0,
+        out_min_replicas: int | None = None,
     ) -> None:
         self.conn = conn
+        # Replicas each settle batch waits for (one WAIT per batch; gridq/durability.py).
+        self.min_replicas = min_replicas
+        self.out_min_replicas = min_replicas if out_min_replicas is None else out_min_replicas
         self.out_conn = out_conn if out_conn is not None else conn
         self.output_queue = output_queue or None
         self.k = keys.QueueKeys(queue)
@@ -533,15 +538,33 @@ class Broker:
 
     # --- outcomes ---------------------------------------------------------------------
 
-    def settle(self, s: Settlement) -> int:
-        """Record a batch of outcomes atomically; returns how many were already reclaimed."""
+    def settle(self, s: Settlement, *, retry: bool = False) -> int:
+        """Record a batch of outcomes atomically; returns how many were already reclaimed.
+
+        ``retry``: an earlier call for this batch failed. With WAIT on, the failure may
+        have come after the script ran (too few replicas acknowledged): if none of the
+        batch is in flight any more the settle is there, so only the WAIT is redone
+        (behind a no-op write), rather than pushing the results a second time. If
+        the master failed over and lost the settle, the items are in flight again on
+        the new master and the settle runs again."""
+        if retry and self.min_replicas and self._settled_already(s):
+            durability.replicated(
+                self.conn,
+                self.k.stats,
+                self.min_replicas,
+                lambda c: c.hincrby(self.k.stats, "processed", 0),
+            )
+            return 0
         results = s.results if self.output_queue else []
         if results and self.separate_output:
             # Another Redis or slot: results first, then the ack. A crash between the
             # two runs the job again (at-least-once) rather than losing its result.
             assert self.output_queue
+            out = self.output_queue
             try:
-                self.out_conn.lpush(self.output_queue, *results)
+                durability.replicated(
+                    self.out_conn, out, self.out_min_replicas, lambda c: c.lpush(out, *results)
+                )
             except redis.RedisError as exc:
                 exc.gridq_output = True  # type: ignore[attr-defined]  # tells which URL failed
                 raise
@@ -575,22 +598,33 @@ class Broker:
         out_key = (
             self.k.pending if self.separate_output or not self.output_queue else self.output_queue
         )
-        missing = self._settle(
-            keys=[
-                *self._route,
-                self.inflight,
-                self.k.stats,
-                self.k.delayed,
-                self.k.dead,
-                out_key,
-                self.k.running,
-                self.k.cancelled,
-                self.k.kill,
-                *rec_keys,
-            ],
-            args=args,
+        settle_keys = [
+            *self._route,
+            self.inflight,
+            self.k.stats,
+            self.k.delayed,
+            self.k.dead,
+            out_key,
+            self.k.running,
+            self.k.cancelled,
+            self.k.kill,
+            *rec_keys,
+        ]
+        missing = durability.replicated(
+            self.conn,
+            self.inflight,
+            self.min_replicas,
+            lambda c: self._settle(keys=settle_keys, args=args, client=c),
         )
         return int(missing)
+
+    def _settled_already(self, s: Settlement) -> bool:
+        """Whether none of the batch's items is in this consumer's in-flight list."""
+        olds = [*s.acks, *(o for o, _, _ in s.retries), *(o for o, _ in s.deads)]
+        pipe = durability.owner(self.conn, self.inflight).pipeline(transaction=False)
+        for item in olds:
+            pipe.lpos(self.inflight, item)
+        return all(pos is None for pos in pipe.execute())
 
     def requeue(self, items: Sequence[bytes]) -> int:
         """Put claimed items back at the head of their lists, first given runs first."""

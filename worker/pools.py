@@ -52,6 +52,7 @@ from gridq.worker.results import (
     timed_out,
     timeout_of,
 )
+from gridq.worker.threads import raise_in_thread
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -61,16 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gridq.worker")
 
 OnDone = Callable[[Dispatch, Outcome], None]
-
-
-def _inject(thread: Any, exc: type[BaseException]) -> None:
-    """Raise ``exc`` asynchronously in ``thread`` (CPython only; best effort)."""
-    ident = getattr(thread, "ident", None)
-    if ident is None:
-        return
-    import ctypes  # only when a timeout fires: keeps idle RSS down
-
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
 
 
 class Pool:
@@ -123,7 +114,7 @@ class Pool:
             self._running.pop(id(d), None)
             interrupt = d.interrupt
             if interrupt is None:
-                _inject(d.thread, JobCancelled)
+                raise_in_thread(getattr(d.thread, "ident", None), JobCancelled)
         if interrupt is not None:
             interrupt()
         self._replace()
@@ -219,7 +210,7 @@ class ThreadPool(Pool):
                         d.state = Dispatch.ABANDONED
                         del self._running[id(d)]
                         expired.append(d)
-                        _inject(d.thread, JobTimeout)
+                        raise_in_thread(getattr(d.thread, "ident", None), JobTimeout)
             for d in expired:
                 log.warning(
                     "job %s (%s) ran past its timeout of %g s: failed; its thread is abandoned",

@@ -72,6 +72,9 @@ def prepare(
                 DEAD, "?", error_type="MalformedJob", message=str(exc), reason="malformed envelope"
             ),
         )
+    if app.verifier is not None and (bad := app.verifier.check(job.item, job.is_raw)):
+        kind = {"error_type": bad.error_type, "message": bad.message, "reason": bad.reason}
+        return job, None, Outcome(DEAD, task_label(job), **kind)
     handler = app.handler_for(job)
     if handler is None:
         if job.task is None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from gridq import contract as c
+from gridq import signing
 from gridq.contract import DEFAULT_POOL, PoolName
+from gridq.errors import ConfigError
 from gridq.redisurl import validate_url
 from gridq.settings import GridqSettings, load
 
@@ -52,9 +54,19 @@ class WorkerSettings(GridqSettings):
     worker_max_jobs_per_child: int = Field(1000, ge=0)  # processes pool; 0 = never recycle
     worker_max_rss_mb: int = Field(0, ge=0)  # processes pool; 0 = no limit
     worker_burst: bool = False
+    # Replicas every settle batch waits for (WAIT); a URL's ?min_replicas=N wins.
+    redis_min_replicas: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="replicas each settle batch waits for (WAIT); ?min_replicas=N in a URL wins",
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
     log_level: str = "INFO"
+    # Signed jobs (gridq.signing): comma-separated HMAC keys, the first signs, any verifies.
+    signing_key: SecretStr | None = None
+    require_signed: bool = False  # also dead-letter raw items
 
     @field_validator("input_url", "output_url")
     @classmethod
@@ -72,6 +84,7 @@ class WorkerSettings(GridqSettings):
     def _defaults(self) -> WorkerSettings:
         if self.output_url is None:
             self.output_url = self.input_url
+        check_signing(self.signing_key, self.require_signed)
         return self
 
     @property
@@ -93,6 +106,16 @@ class WorkerSettings(GridqSettings):
         if self.worker_pool == "solo":
             return 1
         return max(self.concurrency, 8)
+
+
+def check_signing(key: SecretStr | None, require_signed: bool) -> None:
+    """Bad keys fail at start-up, not on the first job; messages never echo a key."""
+    try:
+        keys = signing.parse_keys(key.get_secret_value() if key else None)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if require_signed and not keys:
+        raise ValueError("GRIDQ_REQUIRE_SIGNED=true needs GRIDQ_SIGNING_KEY to verify with")
 
 
 def load_worker_settings(config: str | None = None, **flags: Any) -> WorkerSettings:

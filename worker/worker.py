@@ -34,7 +34,7 @@ from typing import Any
 
 import redis
 
-from gridq import __version__, protocol
+from gridq import __version__, durability, protocol
 from gridq import contract as c
 from gridq.errors import (
     EXIT_OK,
@@ -184,6 +184,10 @@ class Worker:
             output_queue=self.output_queue,
             lease=self.lease,
             limits=self._limits(),
+            min_replicas=durability.min_replicas(self.input_url, self.settings.redis_min_replicas),
+            out_min_replicas=durability.min_replicas(
+                self.output_url, self.settings.redis_min_replicas
+            ),
         )
         # The lease exists before the first claim, so no claimed job is ever unleased.
         b.heartbeat()
@@ -624,12 +628,14 @@ class Worker:
                 s.records.append(self._record(job, out, status, now))
             if job is not None and job.task in self._slot_tasks:
                 s.slots.append((job.task, job.id))
+        retry = False
         while True:
             try:
-                missing = self.broker.settle(s)
+                missing = self.broker.settle(s, retry=retry)
                 self._outage.up()
                 break
             except redis.RedisError as exc:
+                retry = True
                 if self._force or (end is not None and time.monotonic() > end):
                     return  # still in flight in Redis: the reaper returns them
                 url = self.output_url if getattr(exc, "gridq_output", False) else self.input_url

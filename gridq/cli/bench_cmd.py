@@ -4,6 +4,7 @@ checkout and are loaded from there."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -11,23 +12,54 @@ from types import ModuleType
 
 import click
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+from gridq.cli.common import EXIT_USAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+# The benchmarks' own imports: the peers they compare against (the bench extra) and the
+# helpers they share with the test suite (tests/support, which imports pytest).
+NEEDED_MODULES = ("celery", "dramatiq", "rq", "pytest")
+NEEDED_FILES = (ROOT / "bench" / "chaos.py", ROOT / "tests" / "support" / "__init__.py")
+
+
+def missing() -> list[str]:
+    """What this installation lacks to run the benchmarks (empty: nothing)."""
+    out = [f"{p.relative_to(ROOT)}" for p in NEEDED_FILES if not p.exists()]
+    out += [f"the {m} module" for m in NEEDED_MODULES if importlib.util.find_spec(m) is None]
+    return out
+
+
+class _BenchGroup(click.Group):
+    """Checks what the benchmarks need before anything else, --help included: from an
+    installed package they would only fail with a traceback further on."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        lacking = missing()
+        if lacking:
+            click.echo(
+                "error: gridq bench runs from a source checkout with the bench extra installed:\n"
+                "  git clone <the gridq repository> && cd gridq && pip install -e '.[bench]'\n"
+                f"missing here: {', '.join(lacking)}",
+                err=True,
+            )
+            ctx.exit(EXIT_USAGE)
+        return super().parse_args(ctx, args)
 
 
 def load_script(name: str) -> ModuleType:
-    path = BENCH_DIR / f"{name}.py"
-    if not path.exists():
-        raise click.ClickException(f"{path} not found: benchmarks run from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"gridq_bench_{name}", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """Import ``bench.<name>`` from the source checkout: its root goes on sys.path once,
+    here, so the scripts import ``bench.*`` and ``tests.support`` by their full names."""
+    if not (ROOT / "bench" / f"{name}.py").exists():
+        raise click.ClickException(
+            f"{ROOT / 'bench' / name}.py not found: benchmarks run from a source checkout"
+        )
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"bench.{name}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def bench() -> None:
-    """Benchmarks (run from a source checkout); each prints a table.
+    """Benchmarks (a source checkout with `pip install -e '.[bench]'`); each prints a table.
 
     \b
     Example:
@@ -55,13 +87,5 @@ def hub_bench(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def chaos(args: tuple[str, ...]) -> None:
     """Kills, partitions, long jobs and load: zero lost jobs, in figures (--help for options)."""
-    # Registered in sys.modules: the script's dataclasses look their module up there.
-    path = BENCH_DIR / "chaos.py"
-    if not path.exists():
-        raise click.ClickException(f"{path} not found: benchmarks run from a source checkout")
-    spec = importlib.util.spec_from_file_location("gridq_bench_chaos", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    mod = load_script("chaos")
     sys.exit(mod.main(list(args)))

@@ -28,6 +28,6 @@ def celery(args: tuple[str, ...]) -> None:
     if args and args[0] in ("-h", "--help"):
         click.echo(celery.help)
         return
-    from gridq.worker.celery_cli import main
+    from gridq.worker.celery.command import main
 
     sys.exit(main(list(args)))

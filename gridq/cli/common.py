@@ -16,6 +16,9 @@ from gridq.redisurl import mask_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What click exits with on a usage mistake; our own "you must give X" errors use it too.
+EXIT_USAGE = 2
+
 
 class CliError(click.ClickException):
     """A one-line error for the user; exit code 1 (or the given one)."""
@@ -41,6 +44,7 @@ def friendly(fn: F) -> F:
         import redis
 
         from gridq.errors import GridqError
+        from gridq.hubtls import untrusted, untrusted_message
         from gridq.redisurl import explain
 
         try:
@@ -50,9 +54,12 @@ def friendly(fn: F) -> F:
         except GridqError as exc:
             fail(str(exc))
         except httpx.HTTPError as exc:
+            why = untrusted(exc)
+            if why:
+                fail(untrusted_message(why))
             fail(f"cannot reach the hub: {exc}")
         except redis.RedisError as exc:
-            err = explain(exc, _last_redis_url)
+            err = explain(exc, _last_redis_url) if _last_redis_url else None
             fail(str(err) if err else f"Redis error: {exc}")
 
     return wrapper  # type: ignore[return-value]
@@ -90,6 +97,7 @@ def local_stack() -> dict[str, Any] | None:
 
 def hub_location(url: str | None = None, token: str | None = None) -> tuple[str, str]:
     """Hub URL and admin token: flags, then GRIDQ_HUB_URL/GRIDQ_HUB_TOKEN[_FILE], then the local stack."""
+    from gridq.hubs import first_answering, parse_hub_urls
     from gridq.settings import env_secret  # pydantic: imported only when needed
 
     url = url or os.environ.get("GRIDQ_HUB_URL")
@@ -103,7 +111,16 @@ def hub_location(url: str | None = None, token: str | None = None) -> tuple[str,
         fail("no hub: set GRIDQ_HUB_URL and GRIDQ_HUB_TOKEN, or start one with `gridq up`")
     if not token:
         fail("no admin token: set GRIDQ_HUB_TOKEN")
-    return url.rstrip("/"), token
+    try:
+        urls = parse_hub_urls(url)
+        if len(urls) == 1:
+            return urls[0], token
+        from gridq.hubtls import CA_ENV, tls_context
+
+        verify = tls_context(os.environ.get(CA_ENV))
+        return first_answering(urls, verify=verify), token  # several hubs: the first up
+    except ValueError as exc:
+        fail(f"GRIDQ_HUB_URL: {exc}")
 
 
 _last_redis_url = ""
@@ -130,9 +147,14 @@ class HubClient:
     def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
         import httpx
 
+        from gridq.hubtls import CA_ENV, tls_context
+
         self.url = url
         self._http = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            verify=tls_context(os.environ.get(CA_ENV)),
         )
 
     def request(self, method: str, path: str, **kw: Any) -> Any:

@@ -49,7 +49,7 @@ def _default(field: FieldInfo) -> str:
         return (
             "(computed)"
             if callable(value)
-            else f"`{value!r}`"
+            else f"`{value}`"  # str: a path shows as /var/lib/..., not PosixPath(...)
             if value not in ({}, [], None)
             else "—"
         )
@@ -98,6 +98,17 @@ def render() -> str:
         "On a cluster each queue lives in the slot of its name (docs/protocol.md, key layout 2).",
         "Passwords are masked (`***`) wherever a URL is shown.",
         "",
+        "Any of them may end in `?min_replicas=N`: every enqueue through it (producers,",
+        "`gridq push`) and every settle batch of a worker then waits (`WAIT N`) until N",
+        "replicas have the write, so an acknowledged job or result survives a failover.",
+        "`GRIDQ_REDIS_MIN_REPLICAS=N` does the same for every URL without the option, and",
+        "`GRIDQ_REDIS_WAIT_MS` (default 2000) bounds one WAIT. What happens when fewer",
+        "replicas answer, and what it costs: docs/scaling.md.",
+        "",
+        "`GRIDQ_HUB_URL` (nodes and the CLI) may list several hubs that share one Redis,",
+        "comma-separated: `http://h1:8080,http://h2:8080`. A node moves to the next when its",
+        "hub stops answering; the CLI takes the first that answers.",
+        "",
     ]
     for title, settings_ref, cmd_ref in PARTS:
         try:
@@ -122,9 +133,9 @@ def render() -> str:
                 names.append(f"{secret[name]}_FILE")
             env = ", ".join(f"`{e}`" for e in names)
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-            lines.append(
-                f"| `{name}` | {env} | {flags.get(name, '—')} | {_default(field)} | {desc} |"
-            )
+            # A flag named after the field, or without the part's prefix (--pool: worker_pool).
+            flag = flags.get(name) or flags.get(name.removeprefix(f"{section}_"), "—")
+            lines.append(f"| `{name}` | {env} | {flag} | {_default(field)} | {desc} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -50,13 +50,18 @@ def hub(
 
     \b
     Tokens come from the environment (never from flags, which show in `ps`):
-      GRIDQ_HUB_TOKEN   admin API token
-      GRIDQ_NODE_TOKEN  node join token
-    or from files: GRIDQ_HUB_TOKEN_FILE, GRIDQ_NODE_TOKEN_FILE (Docker secrets); the
-    same for GRIDQ_HUB_REDIS_URL_FILE or GRIDQ_HUB_REDIS_PASSWORD[_FILE].
+      GRIDQ_HUB_TOKEN         admin API token
+      GRIDQ_HUB_VIEWER_TOKEN  read-only API token (optional)
+      GRIDQ_NODE_TOKEN        node join token
+    each one value or several, comma-separated (rotation), or from files:
+    GRIDQ_HUB_TOKEN_FILE, ... (Docker secrets); the same for GRIDQ_HUB_REDIS_URL_FILE
+    or GRIDQ_HUB_REDIS_PASSWORD[_FILE].
+    HTTPS: GRIDQ_HUB_TLS_CERT and GRIDQ_HUB_TLS_KEY (PEM files).
     Other settings: GRIDQ_HUB_HEARTBEAT_INTERVAL, GRIDQ_HUB_NODE_OFFLINE_AFTER,
     GRIDQ_HUB_SCHEDULE_INTERVAL, GRIDQ_HUB_AUTO_ADVANCE, GRIDQ_HUB_VALIDATE_REDIS_TIMEOUT,
-    GRIDQ_HUB_STATS_TIMEOUT, GRIDQ_HUB_PUBLIC_DOCS (or the same keys in [hub] of --config).
+    GRIDQ_HUB_STATS_TIMEOUT, GRIDQ_HUB_PUBLIC_DOCS, GRIDQ_HUB_TRUSTED_PROXIES,
+    GRIDQ_HUB_AUTH_FAIL_LIMIT, GRIDQ_HUB_AUDIT_RETENTION_DAYS, ... (or the same keys in
+    [hub] of --config; docs/configuration.md lists them all).
 
     \b
     Example:
@@ -87,8 +92,10 @@ def hub(
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     host, port = split_bind(settings.bind)
+    tls = settings.tls_cert is not None
     logging.getLogger("gridq.hub").info(
-        "hub on %s:%d, state in %s, scheduling %s",
+        "hub on %s://%s:%d, state in %s, scheduling %s",
+        "https" if tls else "http",
         host,
         port,
         mask(settings.redis_url),
@@ -113,4 +120,9 @@ def hub(
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_keep_alive=keep_alive,
+        # The client address is settled by the hub (trusted_proxies, hub/clientaddr.py);
+        # uvicorn's own X-Forwarded-For handling would trust 127.0.0.1 by default.
+        proxy_headers=False,
+        ssl_certfile=str(settings.tls_cert) if tls else None,
+        ssl_keyfile=str(settings.tls_key) if tls else None,
     )

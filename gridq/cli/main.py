@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "gridq.cli.doctor_cmd:doctor",
     "celery": "gridq.cli.celery_cmd:celery",
     "migrate": "gridq.cli.migrate_cmd:migrate",
+    "schedule": "gridq.cli.schedule_cmd:schedule",
 }
 
 

@@ -15,12 +15,19 @@ from typing import Any
 
 import click
 
+from gridq.cli.common import EXIT_USAGE
 from gridq.errors import EXIT_CONFIG, ConfigError
 
 # (flag, setting, type, help). Env names come from NodeSettings; help shows them.
 _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--hub-url", "hub_url", str, "hub base URL [GRIDQ_HUB_URL]"),
     ("--token", "node_token", str, "node join token [GRIDQ_NODE_TOKEN]"),
+    (
+        "--ca-file",
+        "ca_file",
+        click.Path(path_type=Path),
+        "CA of the hub's HTTPS certificate [GRIDQ_NODE_CA_FILE or GRIDQ_HUB_CA_FILE]",
+    ),
     (
         "--state-dir",
         "state_dir",
@@ -151,7 +158,7 @@ def node(config: Path | None, log_level: str, **flags: Any) -> None:
     \b
     Examples:
       gridq node --hub-url http://hub:8080 --token $GRIDQ_NODE_TOKEN
-      gridq node --runtime process --hub-url http://127.0.0.1:8080
+      GRIDQ_NODE_TOKEN=... gridq node --runtime process --hub-url http://127.0.0.1:8080
     """
     # A stop signal that arrives while the agent is still starting (imports, Docker
     # connection) is remembered and honoured as soon as the agent exists.
@@ -174,6 +181,10 @@ def node(config: Path | None, log_level: str, **flags: Any) -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    if not settings.token().strip():
+        # Without it every request carries "Bearer " and the hub refuses it forever.
+        click.echo("error: no node token: set GRIDQ_NODE_TOKEN or --token", err=True)
+        sys.exit(EXIT_USAGE)
     from gridq.node.agent import Agent
 
     try:

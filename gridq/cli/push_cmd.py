@@ -71,48 +71,60 @@ def push(
       gridq push jobs --task add '[2, 3]' '[4, 5]'
       gridq push jobs --task add --wait '[2, 3]'    # prints 5 once a worker ran it
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from gridq import protocol
     from gridq.queue import Queue
 
-    url = redis_location(redis_url)
-    q = Queue.from_url(url, queue)
-    source: Iterable[bytes]
-    total: int | None = None
-    if file_ == "-" or (items == ("-",) and not file_):
-        source = _lines(sys.stdin.buffer)
-    elif file_:
-        fh = open(file_, "rb")  # noqa: SIM115 - closed below
-        source = _lines(fh)
-    elif count is not None:
-        source = (str(i).encode() for i in range(1, count + 1))
-        total = count
-    else:
-        source = (i.encode() for i in items)
-        total = len(items)
+    q = Queue.from_url(redis_location(redis_url), queue)
+    source, total = _source(items, file_, count)
     if wait:
         if not task:
             raise click.UsageError("--wait needs --task (raw items have no job record)")
         _push_and_wait(q, task, source, timeout, as_json)
         return
     if task:
+        source = map(q.signer.sign, _envelopes(task, source))  # signed with GRIDQ_SIGNING_KEY
+    show = (total is None or total >= 10_000) and sys.stderr.isatty() and not as_json
+    started = time.perf_counter()
+    pushed = _push_all(q, source, total, show)
+    elapsed = time.perf_counter() - started
+    if as_json:
+        echo_json({"queue": queue, "pushed": pushed, "seconds": round(elapsed, 3)})
+    else:
+        click.echo(f"pushed {pushed} item(s) to {queue} in {elapsed:.2f}s")
 
-        def wrap(it: Iterable[bytes]) -> Iterator[bytes]:
-            for raw in it:
-                try:
-                    args = json.loads(raw)
-                except ValueError:
-                    args = [raw.decode(errors="replace")]
-                if not isinstance(args, list):
-                    args = [args]
-                yield protocol.encode(task, args)
 
-        source = wrap(source)
+def _source(
+    items: tuple[str, ...], file_: str | None, count: int | None
+) -> tuple[Iterable[bytes], int | None]:
+    """The items to push and how many there are (None: unknown until read)."""
+    if file_ == "-" or (items == ("-",) and not file_):
+        return _lines(sys.stdin.buffer), None
+    if file_:
+        fh = open(file_, "rb")  # noqa: SIM115 - read to the end by the push loop
+        return _lines(fh), None
+    if count is not None:
+        return (str(i).encode() for i in range(1, count + 1)), count
+    return (i.encode() for i in items), len(items)
+
+
+def _envelopes(task: str, items: Iterable[bytes]) -> Iterator[bytes]:
+    """Each item as a job of ``task``: a JSON array is its arguments, anything else one."""
+    from gridq import protocol
+
+    for raw in items:
+        try:
+            args = json.loads(raw)
+        except ValueError:
+            args = [raw.decode(errors="replace")]
+        if not isinstance(args, list):
+            args = [args]
+        yield protocol.encode(task, args)
+
+
+def _push_all(q: Queue, source: Iterable[bytes], total: int | None, show: bool) -> int:
+    """Push in pipelined batches of BATCH, with a progress bar if ``show``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     pushed = 0
-    started = time.perf_counter()
-    show = (total is None or total >= 10_000) and sys.stderr.isatty() and not as_json
     progress = Progress(
         TextColumn("pushing"),
         BarColumn(),
@@ -135,11 +147,7 @@ def push(
             q.push_items(batch)
             pushed += len(batch)
             progress.update(bar, advance=len(batch))
-    elapsed = time.perf_counter() - started
-    if as_json:
-        echo_json({"queue": queue, "pushed": pushed, "seconds": round(elapsed, 3)})
-    else:
-        click.echo(f"pushed {pushed} item(s) to {queue} in {elapsed:.2f}s")
+    return pushed
 
 
 def _args_of(raw: bytes) -> list[object]:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from gridq.cli.common import console, echo_json, friendly, hub_client
-from gridq.cli.task_cmd import hub_options, tasks_table
+from gridq.cli.task_cmd import hub_options, placement_problems, tasks_table
 
 
 @click.command()
@@ -31,6 +31,8 @@ def status(hub_url: str | None, token: str | None, as_json: bool) -> None:
     con = console()
     con.print(nodes_table(nodes))
     con.print(tasks_table(tasks))
+    for line in placement_problems(tasks, nodes):
+        con.print(f"task {line}", markup=False, highlight=False)
     if doctor:
         con.print(doctor if doctor.startswith("doctor") else f"doctor: {doctor}")
 

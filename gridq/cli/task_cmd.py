@@ -172,12 +172,30 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Any:
 @friendly
 def show(name: str, hub_url: str | None, token: str | None, as_json: bool) -> None:
     """Show one task (URLs masked). Example: gridq task show squares"""
-    out = hub_client(hub_url, token).get(f"/api/tasks/{name}")
+    hub = hub_client(hub_url, token)
+    out = hub.get(f"/api/tasks/{name}")
     if as_json:
         echo_json(out)
         return
     for k, v in out.items():
         click.echo(f"{k:>14}: {json.dumps(v) if isinstance(v, dict | list) else v}")
+    for line in placement_problems([out], hub.get("/api/nodes")):
+        click.echo(f"{'placement':>14}: {line}")
+
+
+def placement_problems(tasks: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> list[str]:
+    """A line for each task whose replicas no online node's runtime can run."""
+    from gridq.doctor.placement import runtime_mismatch
+
+    out = []
+    for t in tasks:
+        inst = t.get("instances") or {}
+        desired = int(inst.get("desired", t.get("replicas", 0)) or 0)
+        placed = int(inst.get("placed") or 0)
+        why = runtime_mismatch(t, nodes) if placed < desired else None
+        if why:
+            out.append(f"{t['name']}: {placed}/{desired} placed: {why[0]}. Fix: {why[1]}")
+    return out
 
 
 def _simple(action: str, method: str, path: str, doc: str) -> click.Command:

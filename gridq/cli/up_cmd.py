@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from gridq.cli.common import fail, friendly, state_dir
 DEMO_TASK = "demo"
 DEMO_QUEUE = "gridq-demo"
 DEMO_RESULTS = "gridq-demo-results"
+DEMO_STATE = "demo"  # sub-folder of the state folder
 
 
 @click.command()
@@ -40,7 +42,8 @@ DEMO_RESULTS = "gridq-demo-results"
     "state_path",
     type=click.Path(file_okay=False),
     envvar="GRIDQ_STATE_DIR",
-    help="Where Redis data, tokens and logs live [env GRIDQ_STATE_DIR].",
+    help="Where Redis data, tokens and logs live; --demo uses its own demo/ sub-folder "
+    "[env GRIDQ_STATE_DIR].",
 )
 @friendly
 def up(
@@ -64,6 +67,10 @@ def up(
     from gridq.localstack import Stack
 
     state = Path(state_path) if state_path else state_dir()
+    if demo:
+        # Its own Redis, hub and node state: tasks left in the main stack's folder would
+        # hold every slot and the demo would wait for workers that never start.
+        state = state / DEMO_STATE
     if runtime == "docker":
         _require_docker()
     stack = Stack(state=state, runtime=runtime, hub_port=hub_port, redis_port=redis_port)
@@ -115,8 +122,11 @@ def _banner(stack: Any, demo: bool) -> None:
     if not demo:
         click.echo("\nIn another shell:")
         click.echo(f"  export GRIDQ_HUB_URL={stack.hub_url}")
+        # This interpreter, by path: a bare `python` may not exist (Debian has python3).
+        tokens = str(stack.state / "tokens.json")
+        read = f'import json;print(json.load(open({tokens!r}))["admin_token"])'
         click.echo(
-            f'  export GRIDQ_HUB_TOKEN=$(python -c \'import json;print(json.load(open("{stack.state}/tokens.json"))["admin_token"])\')'
+            f"  export GRIDQ_HUB_TOKEN=$({shlex.quote(sys.executable)} -c {shlex.quote(read)})"
         )
         click.echo(f"  export GRIDQ_REDIS_URL={stack.redis_url}")
         click.echo("  gridq status")
@@ -124,19 +134,28 @@ def _banner(stack: Any, demo: bool) -> None:
 
 
 def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -> bool:
-    import json
-
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from gridq import protocol
     from gridq.queue import Queue
 
     console = Console(stderr=False)
     q = Queue.from_url(stack.redis_url, DEMO_QUEUE)
-    conn = q.conn
-    conn.delete(DEMO_QUEUE, DEMO_RESULTS)
+    q.conn.delete(DEMO_QUEUE, DEMO_RESULTS)
+    _register_demo(stack, replicas)
+    started = time.time()
+    _push_demo_jobs(q, jobs)
+    results = _await_results(stack, q, jobs, started, stopping, console)
+    wall = time.time() - started
+    failures = sum(1 for r in results if r.get("status") != "ok") + int(q.stats().get("dead") or 0)
+    console.print(_summary(jobs, results, failures, started, wall))
+    console.print("latency: enqueue to result, all jobs pushed at once (so it includes queueing).")
+    with stack.admin() as hub:
+        hub.delete(f"/api/tasks/{DEMO_TASK}")
+    return len(results) == jobs and failures == 0
+
+
+def _register_demo(stack: Any, replicas: int) -> None:
+    """(Re)create the demo task: the worker image on docker, this Python on process."""
     if stack.runtime == "docker":
         # The gridq-worker image (Dockerfile, target worker) ships the demo app too.
         run: dict[str, Any] = {
@@ -160,20 +179,29 @@ def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -
         r = hub.post("/api/tasks", json=body)
         if r.status_code >= 300:
             fail(f"the hub refused the demo task: {r.status_code} {r.text[:300]}")
-    started = time.time()
-    pushed_at: dict[str, float] = {}
+
+
+def _push_demo_jobs(q: Any, jobs: int) -> None:
+    from gridq import protocol
+
     batch: list[bytes] = []
     for i in range(jobs):
-        jid = protocol.new_id()
-        pushed_at[jid] = time.time()
-        batch.append(protocol.encode("primes_below", [i % 500], job_id=jid))
+        batch.append(protocol.encode("primes_below", [i % 500], job_id=protocol.new_id()))
         if len(batch) == 1000:
             q.push_items(batch)
             batch = []
     if batch:
         q.push_items(batch)
 
-    done = 0
+
+def _await_results(
+    stack: Any, q: Any, jobs: int, started: float, stopping: threading.Event, console: Any
+) -> list[dict[str, Any]]:
+    """Pop results with a progress bar until all are in, Ctrl+C, or the deadline."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     results: list[dict[str, Any]] = []
     with Progress(
         TextColumn("[bold]demo"),
@@ -186,9 +214,9 @@ def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -
     ) as progress:
         bar = progress.add_task("jobs", total=jobs, rate="")
         deadline = time.time() + max(60.0, jobs / 200)
-        while done < jobs and not stopping.is_set():
+        while len(results) < jobs and not stopping.is_set():
             stack._check_alive()
-            popped = conn.rpop(DEMO_RESULTS, 5000)
+            popped = q.conn.rpop(DEMO_RESULTS, 5000)
             if popped:
                 results.extend(json.loads(x) for x in popped)
                 done = len(results)
@@ -198,9 +226,14 @@ def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -
                 break
             else:
                 time.sleep(0.05)
-    wall = time.time() - started
-    stats = q.stats()
-    failures = sum(1 for r in results if r.get("status") != "ok") + int(stats.get("dead") or 0)
+    return results
+
+
+def _summary(
+    jobs: int, results: list[dict[str, Any]], failures: int, started: float, wall: float
+) -> Any:
+    from rich.table import Table
+
     lat = sorted(
         max(0.0, float(r["finished_at"]) - float(r.get("enqueued_at") or started))
         for r in results
@@ -213,13 +246,9 @@ def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -
         return f"{lat[min(len(lat) - 1, int(p * len(lat)))] * 1000:,.0f} ms"
 
     t = Table(title="gridq demo")
-    t.add_column("jobs", justify="right")
-    t.add_column("done", justify="right")
-    t.add_column("jobs/s", justify="right")
-    t.add_column("p50 latency", justify="right")
-    t.add_column("p99 latency", justify="right")
-    t.add_column("failures", justify="right")
-    t.add_column("wall time", justify="right")
+    for col in ("jobs", "done", "jobs/s", "p50 latency", "p99 latency", "failures", "wall time"):
+        t.add_column(col, justify="right")
+    done = len(results)
     t.add_row(
         str(jobs),
         str(done),
@@ -229,8 +258,4 @@ def _run_demo(stack: Any, jobs: int, replicas: int, stopping: threading.Event) -
         str(failures),
         f"{wall:.1f} s",
     )
-    console.print(t)
-    console.print("latency: enqueue to result, all jobs pushed at once (so it includes queueing).")
-    with stack.admin() as hub:
-        hub.delete(f"/api/tasks/{DEMO_TASK}")
-    return done == jobs and failures == 0
+    return t

@@ -4,6 +4,7 @@ bind port a hub is about to use (free, or who holds it)."""
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from email.utils import parsedate_to_datetime
@@ -14,6 +15,7 @@ import httpx
 import psutil
 
 from gridq.doctor.checks import Check, fail, ok, warn
+from gridq.hubtls import CA_ENV, tls_context, untrusted, untrusted_message
 
 SKEW_WARN = 5.0
 SKEW_FAIL = 30.0
@@ -35,7 +37,9 @@ def check_hub(
     target = f"hub {url}"
     out: list[Check] = []
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+    http = httpx.Client(
+        base_url=url, headers=headers, timeout=timeout, verify=tls_context(os.environ.get(CA_ENV))
+    )
     try:
         t0 = time.time()
         resp = http.get("/health")
@@ -94,6 +98,9 @@ def check_hub(
 
 def _unreachable(url: str, exc: Exception, target: str) -> Check:
     text = str(exc) or type(exc).__name__
+    why = untrusted(exc)
+    if why:
+        return fail("hub.tls", untrusted_message(why), f"Set {CA_ENV}.", target)
     parts = urlsplit(url)
     where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
     if isinstance(exc, httpx.ConnectError) and (

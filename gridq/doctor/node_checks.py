@@ -58,6 +58,7 @@ class NodeConfig:
     network: str
     probe_image: str | None = None
     hostname: str | None = None
+    runtime: str | None = None  # None: not set here (ask the hub what this node runs)
 
     @classmethod
     def from_env(cls, probe_image: str | None = None) -> NodeConfig:
@@ -69,7 +70,25 @@ class NodeConfig:
             network=os.environ.get("GRIDQ_NODE_DOCKER_NETWORK") or "bridge",
             probe_image=probe_image or os.environ.get("GRIDQ_DOCTOR_PROBE_IMAGE") or None,
             hostname=os.environ.get("GRIDQ_NODE_NAME") or None,
+            runtime=os.environ.get("GRIDQ_NODE_RUNTIME") or None,
         )
+
+
+# The checks that look at Docker, and why none applies to a process-runtime node.
+_DOCKER_ONLY = {
+    "node.docker": "workers run as local processes, so no Docker engine is needed",
+    "node.disk": "it measures Docker's data root; process workers write no images or layers",
+    "node.image-arch": "the process runtime runs a task's command, never an image",
+    "node.network": "workers run on this host's network, not in a container network",
+}
+
+
+def skipped_for_process() -> list[Check]:
+    """One ``ok`` row per Docker check, saying it was skipped and why."""
+    return [
+        ok(name, f"skipped on the process runtime: {why}", TARGET)
+        for name, why in _DOCKER_ONLY.items()
+    ]
 
 
 def docker_engine() -> tuple[Check, Any]:

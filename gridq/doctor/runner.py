@@ -288,13 +288,16 @@ def _local_task_checks(view: _HubView, opts: Options) -> list[Check]:
             if redis_identity(t.input_redis) not in usable:
                 out.append(task_checks._instances(t, view.nodes, f"task {t.name}"))
                 if t.desired is not None:
-                    out.append(task_checks._placement(t, f"task {t.name}"))
+                    out.append(task_checks._placement(t, f"task {t.name}", view.nodes))
     if not opts.task and usable:
         out += unread_queues(view.tasks, usable, opts.timeout)
     return out
 
 
-def _queue_checks(name: str, view: _HubView | None, opts: Options) -> list[Check]:
+def _queue_checks(
+    name: str, view: _HubView | None, opts: Options, done: list[Check]
+) -> list[Check]:
+    """``done``: the checks already run; the queue's Redis is checked first if not there."""
     target = f"queue {name}"
     if not opts.redis_urls:
         return [
@@ -305,7 +308,27 @@ def _queue_checks(name: str, view: _HubView | None, opts: Options) -> list[Check
                 target,
             )
         ]
-    url = opts.redis_urls[0][0]
+    url, origin = opts.redis_urls[0]
+    where = mask(url)
+    pre: list[Check] = []
+    if not any(c.name == "redis.reachable" and where in c.target for c in done):
+        pre = redis_checks.check_redis(url, f"Redis {where} (from {origin})", full=False)
+    if any(
+        c.name in ("redis.reachable", "redis.credentials")
+        and c.status == "fail"
+        and where in c.target
+        for c in done + pre
+    ):
+        # Reading the queue would only fail again, without the table.
+        return [
+            *pre,
+            warn(
+                "queue.read",
+                f"queue {name!r} was not read: its Redis {where} fails the check above",
+                "Fix the Redis first (see redis.reachable / redis.credentials), then run doctor again.",
+                target,
+            ),
+        ]
     readers = [
         t
         for t in (view.tasks if view else [])
@@ -318,6 +341,7 @@ def _queue_checks(name: str, view: _HubView | None, opts: Options) -> list[Check
     )
     for c in out:
         c.target = target if not readers else c.target
+    out = pre + out
     if view is not None and view.tasks and not readers:
         c = client(url, timeout=opts.timeout, health_check_interval=0)
         try:
@@ -347,54 +371,67 @@ def _local_hub_port(url: str) -> str | None:
 
 def _node_checks(view: _HubView | None, opts: Options) -> list[Check]:
     cfg = node_checks.NodeConfig.from_env(opts.probe_image)
+    me = cfg.hostname or socket.gethostname()
+    mine = [n for n in view.nodes if n.get("hostname") == me] if view and view.nodes else []
+    # The agent's own setting, else what the node registered here says it runs.
+    runtime = cfg.runtime or next((str(n["runtime"]) for n in mine if n.get("runtime")), "docker")
     out: list[Check] = [node_checks.check_memory(cfg)]
+    registered, tasks = _registered(view, opts, me, mine)
+    out += registered
+    if runtime == "process":
+        return out + node_checks.skipped_for_process()
     engine, dock = node_checks.docker_engine()
     out.insert(0, engine)
     if dock is None:
         return out
     try:
         out.append(node_checks.check_disk(dock))
-        tasks = view.tasks if view else []
-        if view is not None and view.nodes is not None:
-            me = cfg.hostname or socket.gethostname()
-            mine = [n for n in view.nodes if n.get("hostname") == me]
-            if mine:
-                assigned = set()
-                for n in mine:
-                    assigned |= set((n.get("assigned") or {}).keys())
-                out.append(
-                    ok(
-                        "node.registered",
-                        f"registered as {', '.join(str(n.get('node_id')) for n in mine)} ({mine[0].get('status')}); {len(assigned)} tasks assigned",
-                        node_checks.TARGET,
-                    )
-                )
-                tasks = [t for t in tasks if t.name in assigned] or tasks
-            else:
-                out.append(
-                    warn(
-                        "node.registered",
-                        f"no node named {me!r} is registered with the hub: checking every task",
-                        "Start the node agent here (gridq node) with GRIDQ_HUB_URL and GRIDQ_NODE_TOKEN set.",
-                        node_checks.TARGET,
-                    )
-                )
-        if view is None:
-            out.append(
-                warn(
-                    "node.registered",
-                    "no hub to ask which tasks this node runs: image and network checks skipped",
-                    "Set GRIDQ_HUB_URL and GRIDQ_HUB_TOKEN (or --hub-url/--token) so doctor can check the assigned tasks.",
-                    node_checks.TARGET,
-                )
-            )
-        if opts.task:
-            tasks = [t for t in tasks if t.name == opts.task]
         out += node_checks.check_arch(dock, tasks)
         out += node_checks.check_network(dock, cfg, tasks)
     finally:
         dock.close()
     return out
+
+
+def _registered(
+    view: _HubView | None, opts: Options, me: str, mine: list[dict[str, Any]]
+) -> tuple[list[Check], list[TaskInfo]]:
+    """Is this machine a registered node, and which tasks to check for it."""
+    tasks = view.tasks if view else []
+    out: list[Check] = []
+    if view is None:
+        out.append(
+            warn(
+                "node.registered",
+                "no hub to ask which tasks this node runs: image and network checks skipped",
+                "Set GRIDQ_HUB_URL and GRIDQ_HUB_TOKEN (or --hub-url/--token) so doctor can check the assigned tasks.",
+                node_checks.TARGET,
+            )
+        )
+    elif view.nodes is not None and mine:
+        assigned: set[str] = set()
+        for n in mine:
+            assigned |= set((n.get("assigned") or {}).keys())
+        out.append(
+            ok(
+                "node.registered",
+                f"registered as {', '.join(str(n.get('node_id')) for n in mine)} ({mine[0].get('status')}); {len(assigned)} tasks assigned",
+                node_checks.TARGET,
+            )
+        )
+        tasks = [t for t in tasks if t.name in assigned] or tasks
+    elif view.nodes is not None:
+        out.append(
+            warn(
+                "node.registered",
+                f"no node named {me!r} is registered with the hub: checking every task",
+                "Start the node agent here (gridq node) with GRIDQ_HUB_URL and GRIDQ_NODE_TOKEN set.",
+                node_checks.TARGET,
+            )
+        )
+    if opts.task:
+        tasks = [t for t in tasks if t.name == opts.task]
+    return out, tasks
 
 
 def run_cli(opts: Options) -> list[Check]:
@@ -447,7 +484,7 @@ def run_cli(opts: Options) -> list[Check]:
     if view is not None and view.server is None and not opts.queue:
         out += _local_task_checks(view, opts)
     if opts.queue:
-        out += _queue_checks(opts.queue, view, opts)
+        out += _queue_checks(opts.queue, view, opts, out)
     if opts.node:
         out += _node_checks(view, opts)
     return sorted(out, key=sort_key)

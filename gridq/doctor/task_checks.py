@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from gridq import protocol
 from gridq.doctor.checks import Check, fail, ok, warn
+from gridq.doctor.placement import runtime_mismatch
 from gridq.keys import PREFIX, QueueKeys, queue_of
 from gridq.queue import Queue
 from gridq.redisurl import parse_multi
@@ -39,6 +40,7 @@ class TaskInfo:
     image: str | None = None
     images: dict[str, str] = field(default_factory=dict)
     command: list[str] | None = None
+    kind: str = "worker"
     status: str = "active"
     desired: int | None = None
     placed: int | None = None
@@ -47,6 +49,13 @@ class TaskInfo:
     @property
     def out_redis(self) -> str:
         return self.output_redis or self.input_redis
+
+    def mismatch(self, nodes: list[dict[str, Any]] | None) -> tuple[str, str] | None:
+        """(why, fix) when no online node's runtime can run this task."""
+        if nodes is None:
+            return None
+        run = {"image": self.image, "images": self.images, "command": self.command}
+        return runtime_mismatch({**run, "kind": self.kind}, nodes)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskInfo:
@@ -62,6 +71,7 @@ class TaskInfo:
             image=spec.get("image"),
             images=dict(spec.get("images") or {}),
             command=spec.get("command"),
+            kind=str(spec.get("kind") or "worker"),
             status=str(status),
             desired=inst.get("desired"),
             placed=inst.get("placed"),
@@ -113,16 +123,18 @@ def evaluate(
 ) -> list[Check]:
     now = second or first
     target = f"task {task.name}"
-    out = [_listening(task, now, target), _output(task, first, second, target)]
+    out = [_listening(task, now, target, nodes), _output(task, first, second, target)]
     out.append(_dead(task, first, second, dead_records or [], target))
     if task.desired is not None:
-        out.append(_placement(task, target))
+        out.append(_placement(task, target, nodes))
     if nodes is not None:
         out.append(_instances(task, nodes, target))
     return out
 
 
-def _listening(task: TaskInfo, snap: Snapshot, target: str) -> Check:
+def _listening(
+    task: TaskInfo, snap: Snapshot, target: str, nodes: list[dict[str, Any]] | None = None
+) -> Check:
     s = snap.stats
     depth = int(s.get("depth") or 0)
     last = s.get("last_claim")
@@ -149,7 +161,10 @@ def _listening(task: TaskInfo, snap: Snapshot, target: str) -> Check:
         else f"no worker has claimed a job for {idle:.0f} s"
     )
     saw = f"{depth} jobs wait in {q!r} and {since}: nobody listens"
-    if task.desired is not None and task.desired > 0 and not task.placed:
+    mismatch = task.mismatch(nodes)
+    if mismatch and not task.placed:
+        saw, fix = f"{saw}: {mismatch[0]}", mismatch[1]
+    elif task.desired is not None and task.desired > 0 and not task.placed:
         fix = "No node matches the task's constraints or has a free slot: add a matching node or relax the constraints (gridq status shows the nodes)."
     elif task.running:
         fix = f"The {task.running} running instances read another queue: make the producer's queue name and the task's input_queue ({q!r}) the same."
@@ -231,9 +246,13 @@ def _dead(
     )
 
 
-def _placement(task: TaskInfo, target: str) -> Check:
+def _placement(task: TaskInfo, target: str, nodes: list[dict[str, Any]] | None = None) -> Check:
     desired, placed, running = task.desired or 0, task.placed or 0, task.running or 0
     saw = f"{desired} wanted, {placed} placed on nodes, {running} running"
+    mismatch = task.mismatch(nodes)
+    if placed < desired and mismatch:
+        # A warning like any shortfall; task.listening fails once jobs wait for it.
+        return warn("task.placement", f"{saw}: {mismatch[0]}", mismatch[1], target)
     if placed < desired:
         return warn(
             "task.placement",

@@ -18,10 +18,10 @@ from gridq.doctor.checks import Check
 from gridq.doctor.runner import exit_code, run_server, summary
 from gridq.doctor.task_checks import TaskInfo
 
-from ..deps import AdminDep, SettingsDep, StoreDep
+from ..deps import ApiDep, SettingsDep, StoreDep
 from ..views import node_out, render_tasks
 
-router = APIRouter(prefix="/api/doctor", tags=["doctor"], dependencies=[AdminDep])
+router = APIRouter(prefix="/api/doctor", tags=["doctor"], dependencies=[ApiDep])
 
 
 class DoctorOut(BaseModel):

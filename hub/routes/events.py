@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from ..deps import AdminDep, StoreDep
+from ..deps import ApiDep, StoreDep
 
-router = APIRouter(prefix="/api/events", tags=["observability"], dependencies=[AdminDep])
+router = APIRouter(prefix="/api/events", tags=["observability"], dependencies=[ApiDep])
 
 
 @router.get("", summary="recent events, newest first")

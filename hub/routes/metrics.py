@@ -13,11 +13,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..deps import AdminDep, StoreDep
+from ..deps import ApiDep, StoreDep
+from ..schedule_metrics import schedule_families
 from ..store import counts
 from ..views import running_by_task
 
-router = APIRouter(tags=["observability"], dependencies=[AdminDep])
+router = APIRouter(tags=["observability"], dependencies=[ApiDep])
 
 NODE_STATUSES = ("online", "offline", "draining", "stopping", "left")
 
@@ -92,7 +93,10 @@ async def metrics(request: Request, store: StoreDep) -> Response:
 
     reg = CollectorRegistry()
     reg.register(
-        _Snapshot([g_nodes, g_inst, g_depth, g_flight, g_age, g_dead, c_proc, c_fail, g_up])
+        _Snapshot(
+            [g_nodes, g_inst, g_depth, g_flight, g_age, g_dead, c_proc, c_fail, g_up]
+            + schedule_families(await store.schedules.list(), request.app.state.leader.leading)
+        )
     )
     body = generate_latest(reg) + generate_latest(request.app.state.registry)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

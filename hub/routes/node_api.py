@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from gridq.nodeproto import (
     PROTOCOL_VERSION,
@@ -18,6 +18,8 @@ from gridq.nodeproto import (
     RegisterResponse,
 )
 
+from ..audit import record
+from ..auth import Principal
 from ..deps import NodeJoinDep, NodeSecretDep, StoreDep, unauthorized
 from ..store import NodeAuthError, NodeGone
 
@@ -39,6 +41,7 @@ _AUTH = "unknown node or wrong secret: register again (POST /api/node/register)"
 async def register(
     req: RegisterRequest,
     store: StoreDep,
+    request: Request,
     assignments: Annotated[
         bool,
         Query(
@@ -60,6 +63,11 @@ async def register(
         req.info.hostname,
         req.info.arch,
         req.info.parallelism,
+    )
+    joined: Principal = request.state.principal
+    node = Principal("node", joined.token_index, resp.node_id)
+    await record(
+        request, "node.resume" if resumed else "node.register", resp.node_id, principal=node
     )
     # Place work now, so the answer (?assignments=true) or else the first heartbeat
     # already carries assignments.
@@ -102,7 +110,7 @@ async def heartbeat(
         410: {"description": "deleted"},
     },
 )
-async def leave(node_id: str, secret: NodeSecretDep, store: StoreDep) -> Response:
+async def leave(node_id: str, secret: NodeSecretDep, store: StoreDep, request: Request) -> Response:
     try:
         await store.nodes.authenticate(node_id, secret)
     except NodeGone:
@@ -111,5 +119,6 @@ async def leave(node_id: str, secret: NodeSecretDep, store: StoreDep) -> Respons
         raise unauthorized(_AUTH) from None
     await store.nodes.leave(node_id)
     log.info("node %s left", node_id)
+    await record(request, "node.leave", node_id, principal=Principal("node", None, node_id))
     await store.scheduling.schedule()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,14 +6,14 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from ..deps import AdminDep, StoreDep
+from ..deps import ApiDep, AuditDep, StoreDep
 from ..models import Message, NodeOut
 from ..store import NodeView
 from ..views import node_out
 
 log = logging.getLogger("gridq.hub")
 
-router = APIRouter(prefix="/api/nodes", tags=["nodes"], dependencies=[AdminDep])
+router = APIRouter(prefix="/api/nodes", tags=["nodes"], dependencies=[ApiDep])
 
 
 @router.get("", response_model=list[NodeOut], summary="every node, online or not")
@@ -39,10 +39,11 @@ async def get_node(node_id: str, store: StoreDep) -> NodeOut:
     summary="drain the node: its workers stop, then the agent exits",
     responses={404: {"description": "no such node"}},
 )
-async def stop_node(node_id: str, store: StoreDep) -> Message:
+async def stop_node(node_id: str, store: StoreDep, audit: AuditDep) -> Message:
     await _get(store, node_id)
     await store.nodes.request_stop(node_id)
     log.info("node %s: stop requested", node_id)
+    await audit("node.stop", node_id)
     await store.scheduling.schedule()
     return Message(message=f"node {node_id} will drain and stop at its next heartbeat")
 
@@ -53,9 +54,10 @@ async def stop_node(node_id: str, store: StoreDep) -> Message:
     summary="forget the node; its heartbeats get 410 and it must register again",
     responses={404: {"description": "no such node"}},
 )
-async def delete_node(node_id: str, store: StoreDep) -> Response:
+async def delete_node(node_id: str, store: StoreDep, audit: AuditDep) -> Response:
     if not await store.nodes.delete(node_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no node {node_id!r}")
     log.info("node %s deleted", node_id)
+    await audit("node.delete", node_id)
     await store.scheduling.schedule()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from ..deps import AdminDep, StoreDep
+from ..deps import ApiDep, StoreDep
 from ..store import counts
 
-router = APIRouter(prefix="/api/prometheus", tags=["observability"], dependencies=[AdminDep])
+router = APIRouter(prefix="/api/prometheus", tags=["observability"], dependencies=[ApiDep])
 
 
 class TargetGroup(BaseModel):

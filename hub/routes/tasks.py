@@ -13,15 +13,18 @@ from pydantic import ValidationError
 from gridq.errors import RedisAuthError, RedisUnavailable
 from gridq.redisurl import check, mask
 
-from ..deps import AdminDep, SettingsDep, StoreDep
+from .. import task_acl
+from ..deps import ApiDep, AuditDep, Recorder, SettingsDep, StoreDep
 from ..errors import unprocessable, validation_detail
+from ..gridcore import SequenceMessage, sequence_message
+from ..gridnode_store import GridNodeStore
 from ..models import Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
 from ..store import Store, worker_spec
 from ..views import render_tasks
 
 log = logging.getLogger("gridq.hub")
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[AdminDep])
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[ApiDep])
 
 ValidateQ = Annotated[
     bool, Query(description="connect to the task's Redis (AUTH + PING) before accepting it")
@@ -61,7 +64,11 @@ async def _get(store: Store, name: str) -> TaskRecord:
     },
 )
 async def create_task(
-    body: TaskCreate, store: StoreDep, settings: SettingsDep, validate: ValidateQ = True
+    body: TaskCreate,
+    store: StoreDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+    validate: ValidateQ = True,
 ) -> TaskOut:
     spec = body.normalised()
     if await store.tasks.get(spec.name) is not None:
@@ -71,6 +78,7 @@ async def create_task(
         )
     if validate:
         await _check_redis(spec, settings.validate_redis_timeout)
+    spec = await task_acl.provision(spec, settings)
     now = time.time()
     rec = TaskRecord(
         spec=spec, spec_hash=worker_spec(spec).spec_hash, created_at=now, updated_at=now
@@ -84,6 +92,7 @@ async def create_task(
         spec.input_queue,
     )
     await store.events.add(f"task {spec.name} registered")
+    await audit("task.create", spec.name)
     await store.scheduling.schedule()
     return (await render_tasks(store, [rec], live=False))[0]
 
@@ -95,32 +104,36 @@ async def list_tasks(store: StoreDep, live: LiveQ = True) -> list[TaskOut]:
 
 @router.post(
     "/next",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task and start the next one",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def next_task(store: StoreDep, settings: SettingsDep) -> Message:
-    return await _sequence(store, settings.scheduling, "next")
+async def next_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> SequenceMessage:
+    return await _sequence(store, settings.scheduling, "next", audit)
 
 
 @router.post(
     "/finish",
-    response_model=Message,
+    response_model=SequenceMessage,
     summary="sequential mode: finish the current task (the last one: nothing runs)",
     responses={409: {"description": "the hub is not in sequential mode"}},
 )
-async def finish_task(store: StoreDep, settings: SettingsDep) -> Message:
-    return await _sequence(store, settings.scheduling, "finish")
+async def finish_task(store: StoreDep, settings: SettingsDep, audit: AuditDep) -> SequenceMessage:
+    return await _sequence(store, settings.scheduling, "finish", audit)
 
 
-async def _sequence(store: Store, scheduling: str, action: str) -> Message:
+async def _sequence(store: Store, scheduling: str, action: str, audit: Recorder) -> SequenceMessage:
     if scheduling != "sequential":
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="the hub schedules in parallel; /next and /finish need GRIDQ_HUB_SCHEDULING=sequential",
         )
+    previous = await GridNodeStore(store).current_name()
     changed, msg, current = await store.scheduling.sequence(action)
-    return Message(ok=True, changed=changed, message=msg, current=current)
+    await audit(f"sequence.{action}", current or "", detail=msg)
+    return sequence_message(
+        Message(ok=True, changed=changed, message=msg, current=current), previous
+    )
 
 
 @router.get("/{name}", response_model=TaskOut, responses={404: {"description": "no such task"}})
@@ -138,7 +151,12 @@ async def get_task(name: str, store: StoreDep, live: LiveQ = True) -> TaskOut:
     },
 )
 async def patch_task(
-    name: str, body: TaskPatch, store: StoreDep, settings: SettingsDep, validate: ValidateQ = True
+    name: str,
+    body: TaskPatch,
+    store: StoreDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+    validate: ValidateQ = True,
 ) -> TaskOut:
     rec = await _get(store, name)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
@@ -156,6 +174,7 @@ async def patch_task(
                 settings.validate_redis_timeout,
                 touched | ({"output_redis"} if "input_redis" in touched else set()),
             )
+    spec = await task_acl.provision(spec, settings, rec.spec)
     new_hash = worker_spec(spec).spec_hash
     rec = TaskRecord(
         spec=spec,
@@ -165,7 +184,10 @@ async def patch_task(
         created_at=rec.created_at,
         updated_at=time.time(),
     )
-    return await _save(store, rec, f"changed: {', '.join(sorted(changes)) or 'nothing'}")
+    fields = ", ".join(sorted(changes)) or "nothing"
+    out = await _save(store, rec, f"changed: {fields}")
+    await audit("task.patch", name, detail=f"fields: {fields}")
+    return out
 
 
 @router.delete(
@@ -173,11 +195,16 @@ async def patch_task(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "no such task"}},
 )
-async def delete_task(name: str, store: StoreDep) -> Response:
+async def delete_task(
+    name: str, store: StoreDep, settings: SettingsDep, audit: AuditDep
+) -> Response:
+    gone = await store.tasks.get(name)
     if not await store.tasks.delete(name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+    await task_acl.remove(gone.spec if gone else None, settings)
     log.info("task %s deleted", name)
     await store.events.add(f"task {name} deleted")
+    await audit("task.delete", name)
     await store.scheduling.schedule()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -205,8 +232,10 @@ async def _set_paused(store: Store, name: str, paused: bool) -> TaskOut:
     summary="stop the task's workers (desired replicas 0) until resumed",
     responses={404: {"description": "no such task"}},
 )
-async def pause_task(name: str, store: StoreDep) -> TaskOut:
-    return await _set_paused(store, name, True)
+async def pause_task(name: str, store: StoreDep, audit: AuditDep) -> TaskOut:
+    out = await _set_paused(store, name, True)
+    await audit("task.pause", name)
+    return out
 
 
 @router.post(
@@ -215,5 +244,7 @@ async def pause_task(name: str, store: StoreDep) -> TaskOut:
     summary="undo pause",
     responses={404: {"description": "no such task"}},
 )
-async def resume_task(name: str, store: StoreDep) -> TaskOut:
-    return await _set_paused(store, name, False)
+async def resume_task(name: str, store: StoreDep, audit: AuditDep) -> TaskOut:
+    out = await _set_paused(store, name, False)
+    await audit("task.resume", name)
+    return out

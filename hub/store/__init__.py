@@ -18,6 +18,9 @@ node ready to send.
   stop, delete; nodes read back with their status
 - ``store.figures`` (figures.py): live queue figures and rates from the tasks' Redis
 - ``store.events`` (events.py): the event log
+- ``store.schedules`` (schedules.py, schedule_push.py): schedules, their tick claims
+  and the idempotent push to the task's queue (docs/schedules.md)
+- ``store.audit`` (audit.py): the audit trail (who changed what through the API)
 - ``store.scheduling`` (placement_pass.py): the scheduling service over the four:
   passes (steps in pass_steps.py), the lock (lock.py), sequential mode
 
@@ -30,12 +33,14 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from ..config import HubSettings
+from .audit import Audit
 from .base import connect
 from .events import Events
 from .figures import Figures
 from .node_views import NodeView, counts
 from .nodes import NODE_ID_RE, NodeAuthError, NodeGone, Nodes, secret_hash
 from .placement_pass import SchedulingService
+from .schedules import Schedules
 from .specs import CELERY_COMMAND, celery_queues, demand_of, spec_hash_of, worker_spec
 from .tasks import Tasks
 
@@ -64,9 +69,11 @@ class Store:
         self.settings = settings
         self.r = conn or connect(settings)
         self.events = Events(self.r)
+        self.audit = Audit(self.r, settings)
         self.tasks = Tasks(self.r)
         self.figures = Figures(self.r, settings)
         self.nodes = Nodes(self.r, settings, self.events)
+        self.schedules = Schedules(self.r, settings, self.tasks)
         self.scheduling = SchedulingService(
             self.r,
             settings,
@@ -82,3 +89,4 @@ class Store:
     async def close(self) -> None:
         await self.r.aclose()
         self.figures.close()
+        self.schedules.close()

@@ -37,7 +37,7 @@ class Figures:
             c.close()
         self._task_clients.clear()
 
-    def _queue(self, url: str, name: str) -> Queue:
+    def queue(self, url: str, name: str) -> Queue:
         conn = self._task_clients.get(url)
         if conn is None:
             t = self.settings.stats_timeout
@@ -48,11 +48,11 @@ class Figures:
     def _celery_stats(self, spec: TaskSpec) -> dict[str, Any]:
         """Celery tasks: depth from kombu's lists (priority lists included), counters from
         the gridq stats hash the Celery instrumentation keeps, per queue, summed."""
-        from gridq.worker.celery_depth import celery_queue_depth_detail
+        from gridq.celery_depth import celery_queue_depth_detail
 
         total: dict[str, Any] = {}
         for name in celery_queues(spec):
-            q = self._queue(spec.input_redis, name)
+            q = self.queue(spec.input_redis, name)
             st = dict(q.stats())
             d = celery_queue_depth_detail(q.conn, name)
             st["depth"], st["in_flight"], st["oldest_age"] = d["waiting"], d["unacked"], None
@@ -67,7 +67,7 @@ class Figures:
         try:
             if spec.kind == "celery":
                 return self._celery_stats(spec)
-            return dict(self._queue(spec.input_redis, spec.input_queue).stats())
+            return dict(self.queue(spec.input_redis, spec.input_queue).stats())
         except Exception as exc:
             err = explain(exc, spec.input_redis)
             msg = str(err) if err else f"cannot read queue figures: {type(exc).__name__}"

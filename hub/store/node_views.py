@@ -16,6 +16,7 @@ from gridq import keys
 from gridq.nodeproto import InstanceStatus, NodeInfo
 
 from ..config import HubSettings
+from ..gridcore import GRIDNODE_OFFLINE_AFTER
 
 
 def counts(status: str) -> bool:
@@ -62,10 +63,10 @@ class NodeViews:
     ) -> str:
         if meta.get("left"):
             return "left"
-        if (
-            last_seen is None
-            or now - max(last_seen, self.listening_since) > self.settings.offline_after
-        ):
+        limit = self.settings.offline_after
+        if "gridcore" in record:  # a GridNode heartbeats every 30 s by default
+            limit = max(limit, GRIDNODE_OFFLINE_AFTER)
+        if last_seen is None or now - max(last_seen, self.listening_since) > limit:
             return "offline"
         if meta.get("stop"):
             return "stopping"

@@ -28,8 +28,8 @@ def worker_spec(spec: TaskSpec) -> WorkerSpec:
     env.update(
         {
             c.ENV_TASK_NAME: spec.name,
-            c.ENV_INPUT_REDIS_URL: spec.input_redis,
-            c.ENV_OUTPUT_REDIS_URL: spec.out_redis,
+            c.ENV_INPUT_REDIS_URL: spec.worker_input_redis,
+            c.ENV_OUTPUT_REDIS_URL: spec.worker_output_redis,
             c.ENV_INPUT_QUEUE: spec.input_queue,
             c.ENV_OUTPUT_QUEUE: spec.output_queue,
             c.ENV_WORKER_POOL: spec.pool,

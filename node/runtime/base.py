@@ -40,6 +40,20 @@ class Instance:
     def secrets(self) -> list[str]:
         return secrets_of(self.env)
 
+    def started(self, handle: str, started_at: float, metrics_url: str | None) -> Observed:
+        """This instance as observed right after a successful start."""
+        return Observed(
+            instance_id=self.instance_id,
+            task=self.task,
+            index=self.index,
+            spec_hash=self.spec.spec_hash,
+            node_id=self.node_id,
+            state="running",
+            handle=handle,
+            started_at=started_at,
+            metrics_url=metrics_url,
+        )
+
 
 @dataclass
 class Observed:

@@ -23,6 +23,17 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
+from gridq.contract import (
+    ENV_METRICS_PORT,
+    LABEL_AGENT,
+    LABEL_GRIDCORE_TASK,
+    LABEL_INDEX,
+    LABEL_INSTANCE,
+    LABEL_METRICS_PORT,
+    LABEL_NODE,
+    LABEL_SPEC,
+    LABEL_TASK,
+)
 from gridq.node.config import NodeSettings
 from gridq.node.diagnose import diagnose, elf_platform, start_failure
 from gridq.node.runtime.base import Instance, Observed, StartFailed, instance_name, secrets_of
@@ -31,14 +42,6 @@ from gridq.ports import free_port
 from gridq.redisurl import mask_text
 
 log = logging.getLogger("gridq.node")
-
-L_AGENT = "gridq.agent"
-L_TASK = "gridq.task"
-L_NODE = "gridq.node"
-L_INSTANCE = "gridq.instance"
-L_INDEX = "gridq.index"
-L_SPEC = "gridq.spec"
-L_PORT = "gridq.metrics-port"
 
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
 # A failed pull is not retried for this long by other instances of the same image.
@@ -105,7 +108,7 @@ class DockerRuntime:
         try:
             # sparse=True: one API call; the SDK would otherwise inspect every container.
             found = self.client.containers.list(
-                all=True, sparse=True, filters={"label": f"{L_AGENT}={self.agent_id}"}
+                all=True, sparse=True, filters={"label": f"{LABEL_AGENT}={self.agent_id}"}
             )
         except docker.errors.DockerException:
             self._error("list")
@@ -127,16 +130,16 @@ class DockerRuntime:
                 m = _EXITED.search(a.get("Status", ""))
                 exit_code = int(m.group(1)) if m else None
             try:
-                index = int(labels.get(L_INDEX, "0"))
+                index = int(labels.get(LABEL_INDEX, "0"))
             except ValueError:
                 index = 0
             out.append(
                 Observed(
-                    instance_id=labels.get(L_INSTANCE, ""),
-                    task=labels.get(L_TASK, ""),
+                    instance_id=labels.get(LABEL_INSTANCE, ""),
+                    task=labels.get(LABEL_TASK, ""),
                     index=index,
-                    spec_hash=labels.get(L_SPEC, ""),
-                    node_id=labels.get(L_NODE, ""),
+                    spec_hash=labels.get(LABEL_SPEC, ""),
+                    node_id=labels.get(LABEL_NODE, ""),
                     state=obs_state,  # type: ignore[arg-type]
                     handle=a.get("Id", ""),
                     exit_code=exit_code,
@@ -147,7 +150,7 @@ class DockerRuntime:
         return out
 
     def _metrics_url(self, attrs: dict[str, Any], labels: dict[str, str]) -> str | None:
-        port = labels.get(L_PORT)
+        port = labels.get(LABEL_METRICS_PORT)
         if not port:
             return None
         if self.network == "host":
@@ -161,7 +164,7 @@ class DockerRuntime:
     def _watch_events(self) -> None:
         filters = {
             "type": "container",
-            "label": f"{L_AGENT}={self.agent_id}",
+            "label": f"{LABEL_AGENT}={self.agent_id}",
             "event": ["die", "oom"],
         }
         while not self._closed.is_set():
@@ -250,20 +253,36 @@ class DockerRuntime:
     def start(self, inst: Instance) -> Observed:
         ref = self.image_for(inst)
         self.ensure_image(ref)
-        s = self.settings
         name = instance_name(inst.task, inst.node_id, inst.index)
-        port = free_port("0.0.0.0") if self.network == "host" else s.worker_metrics_port
-        env = dict(inst.env)
-        env["GRIDQ_METRICS_PORT"] = str(port)
-        labels = {
-            L_AGENT: self.agent_id,
-            L_TASK: inst.task,
-            L_NODE: inst.node_id,
-            L_INSTANCE: inst.instance_id,
-            L_INDEX: str(inst.index),
-            L_SPEC: inst.spec.spec_hash,
-            L_PORT: str(port),
+        port = free_port("0.0.0.0") if self.network == "host" else self.settings.worker_metrics_port
+        labels = self._labels(inst, port)
+        kwargs = self._create_args(inst, name, port, labels)
+        container = self._create(ref, name, kwargs, inst)
+        self._run(container, ref, inst)
+        return inst.started(
+            container.id or "", time.time(), self._metrics_url(container.attrs, labels)
+        )
+
+    def _labels(self, inst: Instance, port: int) -> dict[str, str]:
+        """What ``list`` finds the container by, and reads its instance back from."""
+        return {
+            LABEL_AGENT: self.agent_id,
+            LABEL_TASK: inst.task,
+            LABEL_NODE: inst.node_id,
+            LABEL_INSTANCE: inst.instance_id,
+            LABEL_INDEX: str(inst.index),
+            LABEL_SPEC: inst.spec.spec_hash,
+            LABEL_METRICS_PORT: str(port),
+            LABEL_GRIDCORE_TASK: inst.task,
         }
+
+    def _create_args(
+        self, inst: Instance, name: str, port: int, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        """The container's configuration: limits, confinement, logs, command."""
+        s = self.settings
+        env = dict(inst.env)
+        env[ENV_METRICS_PORT] = str(port)
         kwargs: dict[str, Any] = {
             "name": name,
             "environment": env,
@@ -284,8 +303,9 @@ class DockerRuntime:
             "stop_signal": "SIGTERM",
             "detach": True,
         }
-        if inst.spec.resources.cpus:
-            kwargs["nano_cpus"] = int(inst.spec.resources.cpus * 1e9)
+        # Default: an equal share of the node's CPUs per slot (docs/node.md).
+        cpus = inst.spec.resources.cpus or self._cpus / max(1, s.slots)
+        kwargs["nano_cpus"] = int(cpus * 1e9)
         if inst.spec.command:
             kwargs["command"] = inst.spec.command
         if s.user:
@@ -293,11 +313,13 @@ class DockerRuntime:
         if s.read_only:
             # A read-only root still needs a scratch /tmp for most programs.
             kwargs["tmpfs"] = {"/tmp": "rw,noexec,nosuid,size=64m"}
-        container = None
+        return kwargs
+
+    def _create(self, ref: str, name: str, kwargs: dict[str, Any], inst: Instance) -> Any:
+        """Create the container; a leftover of ours with the same name is removed once."""
         for attempt in (1, 2):
             try:
-                container = self.client.containers.create(ref, **kwargs)
-                break
+                return self.client.containers.create(ref, **kwargs)
             except docker.errors.ImageNotFound as exc:
                 self._ready.discard(ref)  # removed behind our back: pull again next time
                 raise StartFailed(f"image not found: {ref} ({_short(exc)})") from None
@@ -308,7 +330,10 @@ class DockerRuntime:
                 raise StartFailed(
                     start_failure(_short(exc), image=ref, secrets=inst.secrets)
                 ) from None
-        assert container is not None
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _run(self, container: Any, ref: str, inst: Instance) -> None:
+        """Start a created container; if the engine refuses, diagnose and remove it."""
         try:
             container.start()
             container.reload()
@@ -320,18 +345,6 @@ class DockerRuntime:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
             raise StartFailed(diagnosis) from None
-        a = container.attrs
-        return Observed(
-            instance_id=inst.instance_id,
-            task=inst.task,
-            index=inst.index,
-            spec_hash=inst.spec.spec_hash,
-            node_id=inst.node_id,
-            state="running",
-            handle=container.id or "",
-            started_at=time.time(),
-            metrics_url=self._metrics_url(a, labels),
-        )
 
     def _remove_stale(self, name: str) -> bool:
         """A container with our name exists: remove it if it is ours (left by a crash)."""
@@ -339,7 +352,7 @@ class DockerRuntime:
             c = self.client.containers.get(name)
         except docker.errors.DockerException:
             return False
-        if (c.labels or {}).get(L_AGENT) != self.agent_id:
+        if (c.labels or {}).get(LABEL_AGENT) != self.agent_id:
             return False
         with contextlib.suppress(docker.errors.DockerException):
             c.remove(force=True)

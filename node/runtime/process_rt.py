@@ -190,17 +190,7 @@ class ProcessRuntime:
         tmp = self.dir / f"{inst.instance_id}.tmp"
         tmp.write_text(json.dumps(asdict(rec)))
         os.replace(tmp, self.dir / f"{inst.instance_id}.json")
-        return Observed(
-            instance_id=inst.instance_id,
-            task=inst.task,
-            index=inst.index,
-            spec_hash=inst.spec.spec_hash,
-            node_id=inst.node_id,
-            state="running",
-            handle=str(proc.pid),
-            started_at=created,
-            metrics_url=self._metrics_url(port),
-        )
+        return inst.started(str(proc.pid), created, self._metrics_url(port))
 
     def _exec_format(self, prog: str) -> str:
         path = prog if "/" in prog else shutil.which(prog)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 
-pytest.importorskip("celery")
-
-from celery import Celery  # noqa: E402
-
-from gridq.worker.celery import celery_queue_depth, celery_queue_depth_detail  # noqa: E402
-from gridq.worker.celery_checks import pool_name, run_checks  # noqa: E402
-from gridq.worker.celery_cli import build_argv  # noqa: E402
+from gridq.celery_depth import celery_queue_depth, celery_queue_depth_detail
+from gridq.errors import ConfigError
+from gridq.worker.celery.checks import pool_name, run_checks
+from gridq.worker.celery.command import build_argv
+from gridq.worker.celery.settings import CelerySettings, load_celery_settings
 
 
 def _app(url: str = "redis://127.0.0.1:1/0", **conf: Any) -> Celery:
@@ -69,18 +71,23 @@ def test_depth_default_priority_steps_and_prefix(redis_url: str, redis_conn: red
 
 def test_depth_module_imports_no_celery() -> None:
     code = (
-        "import sys; import gridq.worker.celery_depth, gridq.worker.celery, gridq.worker; "
-        "import gridq.worker.celery_cli, gridq.worker.celery_limits, gridq.cli.celery_cmd; "
-        "assert 'celery' not in sys.modules and 'kombu' not in sys.modules, sorted(sys.modules)"
+        "import sys; import gridq.celery_depth, gridq.worker.celery, gridq.worker; "
+        "import gridq.worker.celery.command, gridq.worker.celery.limits, gridq.cli.celery_cmd; "
+        "assert 'celery' not in sys.modules and 'kombu' not in sys.modules, sorted(sys.modules); "
+        # The wrapper sets PROMETHEUS_MULTIPROC_DIR for prefork before this is first imported.
+        "assert 'prometheus_client' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_wrapper_names_still_importable_from_celery_module() -> None:
+def test_package_names() -> None:
     import gridq.worker.celery as gc
-    import gridq.worker.celery_cli as cli
+    import gridq.worker.celery.command as command
+    from gridq import celery_depth
 
-    assert gc.main is cli.main and gc.build_argv is cli.build_argv and gc.USAGE == cli.USAGE
+    assert gc.main is command.main and gc.build_argv is command.build_argv
+    assert gc.celery_queue_depth is celery_depth.celery_queue_depth
+    assert callable(gc.install)
     with pytest.raises(AttributeError):
         _ = gc.no_such_name
 
@@ -156,13 +163,14 @@ def test_pool_names() -> None:
 # --- the node's command line --------------------------------------------------------
 
 
+def _settings(**env: str) -> CelerySettings:
+    # Values given by their environment names, as the node sets them (GRIDQ_X is field x).
+    return load_celery_settings(**{k.removeprefix("GRIDQ_").lower(): v for k, v in env.items()})
+
+
 def test_build_argv_from_env() -> None:
     app = _app()
-    env = {
-        "INPUT_QUEUE": "q1,q2",
-        "INSTANCE_ID": "inst-7",
-        "GRIDQ_WORKER_CONCURRENCY": "8",
-    }
+    env = _settings(INPUT_QUEUE="q1,q2", INSTANCE_ID="inst-7", GRIDQ_WORKER_CONCURRENCY="8")
     argv = build_argv(["worker", "--loglevel", "INFO"], app, env)
     assert argv == [
         "worker", "--loglevel", "INFO", "--pool", "threads", "--concurrency", "8",
@@ -171,10 +179,48 @@ def test_build_argv_from_env() -> None:
     # Flags win over the environment; GRIDQ_WORKER_POOL=processes means prefork.
     argv = build_argv(["worker", "-Pprefork", "-c", "2", "-Q", "a"], app, env)
     assert "--concurrency" not in argv and "--queues" not in argv and "--pool" not in argv
-    assert build_argv([], app, {"GRIDQ_WORKER_POOL": "processes"})[-2:] == ["--pool", "prefork"]
+    prefork = _settings(GRIDQ_WORKER_POOL="processes")
+    assert build_argv([], app, prefork)[-2:] == ["--pool", "prefork"]
     # The app's own explicit setting beats the threads default.
     app.conf.worker_pool = "solo"
-    assert build_argv([], app, {})[-2:] == ["--pool", "solo"]
+    assert build_argv([], app, _settings())[-2:] == ["--pool", "solo"]
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "named"),
+    [
+        ("GRIDQ_CELERY_CHECKS", "maybe", "celery_checks"),
+        ("GRIDQ_CELERY_TIME_LIMITS", "0", "celery_time_limits"),
+        ("GRIDQ_METRICS_PORT", "ninety", "metrics_port"),
+        ("GRIDQ_WORKER_POOL", "gevent", "worker_pool"),
+        ("GRIDQ_WORKER_CONCURRENCY", "0", "worker_concurrency"),
+        ("INPUT_REDIS_URL", "http://:pw@h/0", "INPUT_REDIS_URL"),
+    ],
+)
+def test_settings_refuse_bad_values(var: str, value: str, named: str) -> None:
+    # Once silently replaced by defaults; now a clear error naming the setting.
+    with pytest.raises(ConfigError) as err:
+        _settings(**{var: value})
+    assert named in str(err.value) and "pw" not in str(err.value)
+
+
+def test_settings_accept_case_and_blank() -> None:
+    s = _settings(GRIDQ_CELERY_CHECKS="WARN", GRIDQ_WORKER_POOL=" Processes ")
+    assert s.celery_checks == "warn" and s.celery_pool == "prefork"
+    assert _settings(GRIDQ_CELERY_TIME_LIMITS="off").enforce_time_limits is False
+    assert "pw" not in repr(_settings(INPUT_REDIS_URL="redis://:pw@h/0"))
+
+
+def test_wrapper_refuses_bad_setting_before_loading_the_app() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "gridq.worker.celery", "-A", "no_such_module:app", "worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GRIDQ_CELERY_CHECKS": "sometimes"},
+    )
+    assert r.returncode == 3
+    assert r.stderr.startswith("gridq: error: invalid configuration: celery_checks"), r.stderr
 
 
 def test_wrapper_refuses_broker_on_command_line() -> None:
@@ -196,3 +242,40 @@ def test_wrapper_refuses_broker_on_command_line() -> None:
     assert r.returncode == 3
     assert "environment" in r.stderr or "CELERY_BROKER_URL" in r.stderr
     assert "pw" not in r.stderr
+
+
+# --- queue stats through a Redis outage ----------------------------------------------
+
+
+def test_stats_flusher_keeps_counts_and_logs_an_outage_twice(
+    redis_binary: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gridq.keys import QueueKeys
+    from gridq.worker.celery.stats import Flusher, StatsBuffer
+    from tests.support import RedisServer
+
+    srv = RedisServer(redis_binary, tmp_path, password="stats-pw")
+    srv.start()
+    buf = StatsBuffer()
+    flusher = Flusher(srv.url, buf)  # not started: flushed by hand, no timing involved
+    try:
+        buf.add("sq", "ok")
+        flusher.flush()
+        srv.stop()
+        caplog.set_level(logging.WARNING, logger="gridq.worker.celery")
+        for outcome in ("ok", "failed", "dead"):
+            buf.add("sq", outcome)
+            flusher.flush()  # fails: the counts stay in the buffer
+        srv.start()
+        flusher.flush()
+        flusher.flush()
+        stats = srv.client().hgetall(QueueKeys("sq").stats)
+    finally:
+        srv.stop()
+    # The restarted server is empty (no persistence): what it holds is exactly what
+    # was counted during the outage, kept and written once Redis was back.
+    assert stats == {b"processed": b"1", b"failed": b"1", b"dead": b"1"}
+    lines = [r.getMessage() for r in caplog.records if r.name == "gridq.worker.celery"]
+    assert len(lines) == 2, lines  # one when Redis went away, one when it came back
+    assert "cannot write queue stats" in lines[0] and "again after" in lines[1]
+    assert all("stats-pw" not in line for line in lines)

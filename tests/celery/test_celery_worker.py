@@ -17,13 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.exceptions import TimeLimitExceeded
+from prometheus_client.parser import text_string_to_metric_families
 
-pytest.importorskip("celery")
-
-from celery.exceptions import TimeLimitExceeded  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from tests.conftest import RedisServer, free_port  # noqa: E402
+from tests.support import RedisServer, free_port
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "s3cret-celery-pw"
@@ -235,7 +232,8 @@ def test_metrics_and_stats_count_exactly(worker: Worker, capp: Any, broker: Redi
 def test_task_starting_a_multiprocessing_pool_works_under_default_pool(
     worker: Worker, capp: Any
 ) -> None:
-    assert "(thread)" in worker.text() or "threads" in worker.text()
+    # No -P given: the wrapper's default pool is threads (Celery's banner says "(thread)").
+    assert "(thread)" in worker.text(), worker.text()
     # Several, concurrently: a Pool's exit used to hang now and then, when its forked
     # children inherited the Celery worker's SIGTERM handler (see _default_signals_in_child).
     rs = [capp.pool_sum.apply_async((10,), queue="c_pool") for _ in range(8)]
@@ -244,12 +242,10 @@ def test_task_starting_a_multiprocessing_pool_works_under_default_pool(
 
 def test_time_limits_under_threads_are_enforced(worker: Worker, capp: Any) -> None:
     q = "c_limits"
-    t0 = time.monotonic()
     assert result(capp.soft_limited.apply_async(queue=q), 20) == "soft limit caught"
-    assert time.monotonic() - t0 < 5
-    t0 = time.monotonic()
+    # Unstopped, the task would run 30 s and return normally: a TimeLimitExceeded within
+    # the 20 s wait is the limit at work (how fast it fires is not this test's business).
     assert isinstance(result(capp.hard_limited.apply_async(queue=q), 20), TimeLimitExceeded)
-    assert time.monotonic() - t0 < 5  # not the 30 s the task would run unstopped
     worker.wait_for("exceeded its hard time limit (0.8s)")
 
     def counted() -> None:

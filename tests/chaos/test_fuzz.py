@@ -6,6 +6,7 @@ every envelope naming an unknown task) with a reason, and runs everything else."
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -19,9 +20,10 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from node_helpers import GRIDQ, wait_for
 
 from gridq import protocol
+from tests.support import wait_for
+from tests.support.stack import GRIDQ
 
 FIELDS = ["gridq", "id", "task", "args", "kwargs", "attempt", "enqueued_at", "retries",
           "timeout", "priority", "raw"]  # fmt: skip
@@ -79,16 +81,69 @@ items = (
 )
 
 
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _base64(v: Any) -> bool:
+    try:
+        base64.b64decode(v, validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+# docs/protocol.md's envelope table, field by field (absent fields take their default).
+FIELD_RULES: dict[str, Any] = {
+    "gridq": lambda v: _int(v) and v == 1,
+    "id": lambda v: isinstance(v, str) and v != "",
+    "task": lambda v: v is None or (isinstance(v, str) and v != ""),
+    "args": lambda v: isinstance(v, list),
+    "kwargs": lambda v: isinstance(v, dict),
+    "attempt": lambda v: _int(v) and v >= 0,
+    "enqueued_at": lambda v: v is None or _number(v),
+    "retries": lambda v: v is None or (_int(v) and v >= 0),
+    "timeout": lambda v: v is None or (_number(v) and v > 0),
+    "priority": lambda v: _int(v) and 0 <= v <= 9,
+    "raw": lambda v: isinstance(v, str) and _base64(v),
+}
+
+
+def spec_kind(item: bytes) -> tuple[str, dict[str, Any]]:
+    """What docs/protocol.md says an item is, written from its text, not from
+    gridq.protocol: ("raw", {}), ("malformed", body) or ("envelope", body)."""
+    try:
+        body = json.loads(item.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
+        return "raw", {}
+    if not isinstance(body, dict) or "gridq" not in body:
+        return "raw", {}
+    if "id" not in body or not all(rule(body[k]) for k, rule in FIELD_RULES.items() if k in body):
+        return "malformed", body
+    return "envelope", body
+
+
 @settings(max_examples=400, deadline=None, database=None, derandomize=True)
 @given(item=st.binary(max_size=256) | near_valid())
-def test_decode_raises_only_malformed(item: bytes) -> None:
+def test_decode_follows_the_documented_format(item: bytes) -> None:
+    kind, body = spec_kind(item)
     try:
         job = protocol.decode(item)
     except protocol.MalformedJob as exc:
-        assert str(exc)
+        assert kind == "malformed" and str(exc), (kind, item)
         return
-    if not protocol._looks_like_envelope(item):
-        assert job.raw == item and job.task is None
+    assert kind != "malformed", f"accepted a malformed envelope: {item!r}"
+    if kind == "raw":
+        assert (job.raw, job.task) == (item, None)
+    elif "raw" in body:  # a raw item waiting for a retry
+        assert (job.raw, job.task, job.id) == (base64.b64decode(body["raw"]), None, body["id"])
+    else:
+        assert job.raw is None and (job.id, job.task) == (body["id"], body.get("task"))
+        assert (job.args, job.kwargs) == (body.get("args", []), body.get("kwargs", {}))
 
 
 @settings(max_examples=100, deadline=None, database=None, derandomize=True)
@@ -116,11 +171,12 @@ def fallback(*args, **kwargs):
 
 
 def expected(item: bytes) -> str:
-    try:
-        job = protocol.decode(item)
-    except protocol.MalformedJob:
+    """The worker's documented verdict, from spec_kind (not from the decoder under test):
+    malformed envelopes and envelopes naming a task the app lacks go dead, the rest run."""
+    kind, body = spec_kind(item)
+    if kind == "malformed":
         return "dead"
-    if job.task not in (None, "echo"):
+    if kind == "envelope" and "raw" not in body and body.get("task") not in (None, "echo"):
         return "dead"  # unknown task
     return "ok"
 

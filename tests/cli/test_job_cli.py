@@ -20,7 +20,7 @@ from gridq.worker import App
 from gridq.worker.settings import WorkerSettings
 from gridq.worker.worker import Worker
 from tests.cli.test_queue_commands import run
-from tests.conftest import free_port
+from tests.support import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
 from hub_helpers import ADMIN, ADMIN_H, settings_for, task_body  # noqa: E402

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -144,7 +145,10 @@ def test_cli_against_a_live_stack(stack: Stack, tmp_path: Path) -> None:
     )
     assert gridq("task", "resume", "squares", state=state).returncode == 0
     r = gridq("task", "next", state=state)
-    assert r.returncode != 0 or "sequential" in (r.stdout + r.stderr).lower()
+    # The local stack schedules in parallel: `next` is refused with the hub's reason
+    # (a clean CLI error, exit 1), not a crash.
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "sequential" in r.stderr.lower() and "Traceback" not in r.stderr, r.stderr
 
     # A raw item the default handler cannot parse fails, is retried, and lands in the DLQ.
     gridq("push", "nums", "not-a-number", state=state)
@@ -206,27 +210,41 @@ def test_demo_in_a_fresh_venv(tmp_path: Path, redis_binary: str) -> None:
     }
     env["GRIDQ_STATE_DIR"] = str(tmp_path / "state")
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+    # No source checkout here: every benchmark says what it needs, --help included.
+    for args in (["--help"], ["chaos", "--help"], ["throughput", "--jobs", "10"]):
+        r = subprocess.run(
+            [str(venv / "bin" / "gridq"), "bench", *args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "source checkout" in r.stderr and "pip install -e '.[bench]'" in r.stderr
+        assert "Traceback" not in r.stderr
     before = {p.pid for p in psutil.process_iter()}
-    started = time.time()
     r = subprocess.run(
         [str(venv / "bin" / "gridq"), "up", "--demo", "--jobs", "5000"],
         cwd=elsewhere,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a hang guard; the demo's speed is in bench/ and its own table
     )
-    took = time.time() - started
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "gridq demo" in r.stdout and "jobs/s" in r.stdout and "p99 latency" in r.stdout
     row = [line for line in r.stdout.splitlines() if "5000 │ 5000" in line]
     assert row, r.stdout
-    assert took < 60, f"the demo took {took:.0f}s"
     time.sleep(0.5)
+    # This stack's Redis by its port: other tests on the machine start redis-servers too.
+    port = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)/", r.stdout)
+    assert port, r.stdout
+    ours = f"redis-server 127.0.0.1:{port.group(1)}"
     leftovers = [
         p
         for p in psutil.process_iter(["pid", "cmdline"])
         if p.pid not in before
-        and any(str(venv) in c or "redis-server" in c for c in (p.info["cmdline"] or []))
+        and any(str(venv) in c or ours in c for c in (p.info["cmdline"] or []))
     ]
     assert not leftovers, [p.info["cmdline"] for p in leftovers]

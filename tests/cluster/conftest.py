@@ -15,7 +15,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from tests.conftest import need
+from tests.support import need
 
 NODES = 6
 
@@ -50,22 +50,9 @@ class Cluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
 
     def start(self, server: str, cli: str) -> None:
+        self.server = server
         for port in self.ports:
-            self.procs[port] = subprocess.Popen(
-                [
-                    server,
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", f"nodes-{port}.conf",
-                    "--cluster-node-timeout", "2000",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", str(self.workdir),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            self._spawn(port)
         for port in self.ports:
             self._wait_ping(port)
         subprocess.run(
@@ -82,6 +69,34 @@ class Cluster:
                 return
             time.sleep(0.2)
         raise RuntimeError("the cluster did not reach state ok")
+
+    def _spawn(self, port: int) -> None:
+        self.procs[port] = subprocess.Popen(
+            [
+                self.server,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "2000",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (a crash: no goodbye to the cluster)."""
+        self.procs[port].kill()
+        self.procs[port].wait(5)
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again; its nodes.conf makes it rejoin (as a replica of
+        whoever took over its slots)."""
+        self._spawn(port)
+        self._wait_ping(port)
 
     def _node(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_connect_timeout=1)
@@ -118,6 +133,21 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         need("redis-server and redis-cli (apt-get install redis-server) for a Redis Cluster")
     assert server and cli
     c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start(server, cli)
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster of its own, for a test that kills one of its nodes."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if not server or not cli:
+        need("redis-server and redis-cli (apt-get install redis-server) for a Redis Cluster")
+    assert server and cli
+    c = Cluster(tmp_path)
     try:
         c.start(server, cli)
         yield c

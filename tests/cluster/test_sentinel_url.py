@@ -17,7 +17,7 @@ from gridq.ports import free_port
 from gridq.queue import Queue
 from gridq.redisurl import client, mask
 from gridq.worker import App
-from tests.conftest import RedisServer, need
+from tests.support import RedisServer, need
 from tests.worker.conftest import Running, settings
 
 

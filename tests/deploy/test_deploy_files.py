@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import need
+from tests.support import need
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -11,7 +11,6 @@ from doctor_helpers import LiveHub
 
 @pytest.fixture
 def live_hub(redis_conn: Any, redis_url: str) -> Iterator[LiveHub]:
-    pytest.importorskip("gridq.hub.main")
     hub = LiveHub(redis_url)
     hub.start()
     yield hub

@@ -1,5 +1,5 @@
-"""Helpers of the doctor tests (a plain module: tests/ has no packages, and every folder
-has a conftest.py, so `from conftest import` would be ambiguous)."""
+"""Helpers of the doctor tests (a plain module next to them; shared helpers live in
+tests/support)."""
 
 from __future__ import annotations
 
@@ -60,19 +60,3 @@ def by_name(results: list[Any], name: str) -> Any:
     found = [r for r in results if r.name == name]
     assert found, f"no {name} in {[r.name for r in results]}"
     return found[0]
-
-
-def _root_conftest() -> Any:
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "_gridq_root_conftest_doctor", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-need = _root_conftest().need

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from doctor_helpers import by_name
@@ -16,7 +17,12 @@ def test_healthy_redis_is_ok_but_warns_without_persistence(redis_url: str) -> No
     assert by_name(res, "redis.credentials").status == "ok"
     assert by_name(res, "redis.version").status == "ok"
     assert by_name(res, "redis.maxmemory-policy").status == "ok"
-    assert by_name(res, "redis.latency").status == "ok"
+    # The round trip depends on the machine's load; the verdict must follow the figure
+    # the check reports (warn from 25 ms), whatever it is.
+    lat = by_name(res, "redis.latency")
+    m = re.fullmatch(r"round trip ([0-9.]+) ms \(median of 5 PINGs\)", lat.saw)
+    assert m, lat.saw
+    assert lat.status == ("warn" if float(m[1]) >= 25.0 else "ok"), lat
     # The fixture runs with --save "" --appendonly no: nothing survives a restart.
     p = by_name(res, "redis.persistence")
     assert p.status == "warn" and "AOF" in p.fix

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 GRIDQ = str(Path(sys.executable).parent / "gridq")
 

@@ -22,7 +22,7 @@ from hub_helpers import (
     task_body,
 )
 
-from gridq.hub import deps
+from gridq.hub import auth
 
 ADMIN_PATHS = [
     ("get", "/api/tasks"),
@@ -108,15 +108,14 @@ def test_heartbeat_auth(client: TestClient) -> None:
 
 def test_constant_time_compare_is_used(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = deps.hmac.compare_digest
+    real = auth.hmac.compare_digest
 
     def spy(a: Any, b: Any) -> bool:
         calls.append(1)
         return real(a, b)
 
-    monkeypatch.setattr(deps.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     from gridq.hub.store import nodes as store_nodes
-    from gridq.hub.store import scripts
 
     monkeypatch.setattr(store_nodes.hmac, "compare_digest", spy)
     client.get("/api/tasks", headers=ADMIN_H)
@@ -132,12 +131,17 @@ def test_constant_time_compare_is_used(client: TestClient, monkeypatch: pytest.M
         == 401
     )
     assert calls
-    assert "bit.bxor" in scripts.HEARTBEAT and "return {0}" in scripts.HEARTBEAT
+    calls.clear()
     assert heartbeat(client, nid, secret).status_code == 200
-    # Only the exact secret passes, whichever byte differs.
-    for i in (0, 20, 42):
-        bad = secret[:i] + ("A" if secret[i] != "A" else "B") + secret[i + 1 :]
-        assert heartbeat(client, nid, bad).status_code == 401
+    # Only the exact secret passes, whichever byte differs (first, middle, last), and
+    # neither a prefix nor an extension of it does.
+    bads = [secret[:i] + ("A" if secret[i] != "A" else "B") + secret[i + 1 :] for i in
+            (0, len(secret) // 2, len(secret) - 1)] + [secret[:-1], secret + "A", ""]  # fmt: skip
+    for bad in bads:
+        assert heartbeat(client, nid, bad).status_code == 401, bad
+    assert heartbeat(client, nid, secret).status_code == 200
+    # The heartbeat compared inside its script, not in Python.
+    assert calls == []
 
 
 def test_resume_and_no_takeover(client: TestClient) -> None:
@@ -197,13 +201,19 @@ def test_only_own_assignments(client: TestClient, redis_url: str) -> None:
 
 
 def test_first_heartbeat_has_assignments_and_spread(client: TestClient, redis_url: str) -> None:
-    client.post("/api/tasks", json=task_body(redis_url, replicas=4), headers=ADMIN_H)
+    def replicas(nid: str, secret: str) -> dict[str, int]:
+        answer = heartbeat(client, nid, secret).json()["assignments"]
+        return {x["task"]: x["replicas"] for x in answer}
+
     a, sa = register(client, "a")
     b, sb = register(client, "b")
-    # b registered after a took all 4: stable placement keeps them until a leaves.
-    ra = heartbeat(client, a, sa).json()["assignments"]
-    rb = heartbeat(client, b, sb).json()["assignments"]
-    assert sum(x["replicas"] for x in ra + rb) == 4
+    client.post("/api/tasks", json=task_body(redis_url, replicas=4), headers=ADMIN_H)
+    # The next heartbeat of each node carries its share: the 4 replicas spread 2 and 2.
+    assert (replicas(a, sa), replicas(b, sb)) == ({"square": 2}, {"square": 2})
+    # A node joining later gets none: stable placement leaves running replicas in place.
+    c, sc = register(client, "c")
+    assert replicas(c, sc) == {}
+    assert (replicas(a, sa), replicas(b, sb)) == ({"square": 2}, {"square": 2})
 
 
 def test_register_answer_carries_assignments_when_asked(client: TestClient, redis_url: str) -> None:

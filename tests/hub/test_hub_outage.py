@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from hub_helpers import ADMIN_H, heartbeat, periodic_pass, register, settings_for, task_body
 
 from gridq.hub.main import create_app
-from tests.conftest import RedisServer
+from tests.support import RedisServer
 
 
 @pytest.fixture

@@ -16,26 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from node_helpers import GRIDQ, AgentProc, Hub, wait_for
 
-
-def _root_conftest() -> Any:
-    # tests/ is not a package and every folder has a conftest.py: load the root one by
-    # path under its own name to reuse need() and free_port().
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_gridq_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_root = _root_conftest()
-need: Callable[[str], None] = _root.need
-free_port: Callable[[], int] = _root.free_port
+from tests.support import free_port, need, wait_for
+from tests.support.stack import GRIDQ, AgentProc, Hub
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -99,44 +82,75 @@ def remove_agent_containers(docker_client: Any, agent_id: str) -> None:
 # -- the real hub ----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def openssl() -> str:
+    """The openssl binary (.ci/run installs it), for certificates made in a test."""
+    import shutil
+
+    path = shutil.which("openssl")
+    if not path:
+        need("openssl (apt-get install openssl)")
+    return str(path)
+
+
 @pytest.fixture
-def hub(make_redis: Any, tmp_path: Path) -> Iterator[Hub]:
-    srv = make_redis()
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        GRIDQ_HUB_REDIS_URL=srv.url,
-        GRIDQ_HUB_TOKEN=ADMIN_TOKEN,
-        GRIDQ_NODE_TOKEN=NODE_TOKEN,
-        GRIDQ_HUB_HEARTBEAT_INTERVAL="0.3",
-        GRIDQ_HUB_SCHEDULE_INTERVAL="0.3",
-        GRIDQ_HUB_LOG_LEVEL="warning",
-    )
-    log = open(tmp_path / "hub.log", "wb")  # noqa: SIM115 (outlives this scope: the hub writes to it)
-    proc = subprocess.Popen(
-        [GRIDQ, "hub", "--bind", f"127.0.0.1:{port}"], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
+def make_hub(make_redis: Any, tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Factory: make_hub(scheme="http", verify=True, **env) -> a started ``gridq hub``
+    on its own redis-server; ``env`` adds or overrides GRIDQ_* variables."""
+    started: list[tuple[Hub, subprocess.Popen[bytes], Any]] = []
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"hub exited: {(tmp_path / 'hub.log').read_text()[-2000:]}")
+    def factory(scheme: str = "http", verify: Any = True, **extra: str) -> Hub:
+        srv = make_redis()
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            GRIDQ_HUB_REDIS_URL=srv.url,
+            GRIDQ_HUB_TOKEN=ADMIN_TOKEN,
+            GRIDQ_NODE_TOKEN=NODE_TOKEN,
+            # Heartbeats fast enough that assignments reach agents quickly, and an offline
+            # verdict only after 10 s of silence: a slow `docker ps` on a loaded 2-core
+            # machine (seconds, at worst) must not take a node offline and restart its workers.
+            GRIDQ_HUB_HEARTBEAT_INTERVAL="0.5",
+            GRIDQ_HUB_NODE_OFFLINE_AFTER="10",
+            GRIDQ_HUB_SCHEDULE_INTERVAL="0.3",
+            GRIDQ_HUB_LOG_LEVEL="warning",
+        )
+        env.update(extra)
+        log_path = tmp_path / f"hub{len(started)}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 (outlives this scope: the hub writes to it)
+        proc = subprocess.Popen(
+            [GRIDQ, "hub", "--bind", f"127.0.0.1:{port}"], env=env, stdout=log, stderr=log
+        )
+        url = f"{scheme}://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"hub exited: {log_path.read_text()[-2000:]}")
+            try:
+                return httpx.get(url + "/health", timeout=1, verify=verify).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=30)
+        h = Hub(url, proc, srv.url, ADMIN_TOKEN, verify=verify)
+        started.append((h, proc, log))
+        return h
+
+    yield factory
+    for h, proc, log in started:
+        h.http.close()
+        proc.terminate()
         try:
-            return httpx.get(url + "/health", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
-    wait_for(up, timeout=30)
-    h = Hub(url, proc, srv.url, ADMIN_TOKEN)
-    yield h
-    h.http.close()
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+
+@pytest.fixture
+def hub(make_hub: Callable[..., Hub]) -> Hub:
+    return make_hub()
 
 
 # -- agents ----------------------------------------------------------------------------
@@ -159,7 +173,7 @@ def make_agent(
             GRIDQ_NODE_TOKEN=NODE_TOKEN,
             GRIDQ_NODE_STATE_DIR=str(sd),
             GRIDQ_NODE_RUNTIME=runtime,
-            GRIDQ_NODE_HEARTBEAT_INTERVAL="0.3",
+            GRIDQ_NODE_HEARTBEAT_INTERVAL="0.5",  # the hub's offline_after is 10 s
             GRIDQ_NODE_STOP_TIMEOUT="3",
             GRIDQ_NODE_RESTART_BACKOFF="0.3",
             GRIDQ_NODE_RESTART_BACKOFF_MAX="2",

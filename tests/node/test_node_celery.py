@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_helpers import Hub, wait_for
+
+from tests.support import wait_for
+from tests.support.stack import Hub
 
 CELERY_PROJ = Path(__file__).resolve().parents[1] / "celery"
 
@@ -42,7 +44,6 @@ def _running(hub: Hub, node_id: str, task: str) -> bool:
 
 
 def test_celery_task_runs_on_a_node(hub: Hub, make_agent: Any) -> None:
-    pytest.importorskip("celery")
     agent = make_agent(hub, runtime="process")
     node_id = agent.node_id()
     task = hub.create_task(
@@ -64,7 +65,6 @@ def test_celery_task_runs_on_a_node(hub: Hub, make_agent: Any) -> None:
 def test_celery_task_runs_on_a_docker_node(
     hub: Hub, make_agent: Any, docker_client: Any, celery_image: str
 ) -> None:
-    pytest.importorskip("celery")
     # Host network: the workers reach the test Redis on 127.0.0.1, as in the other
     # docker node tests.
     agent = make_agent(hub, runtime="docker", docker_network="host")

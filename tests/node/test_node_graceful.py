@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 import redis
-from node_helpers import GRIDQ, Hub, wait_for
+
+from tests.support import wait_for
+from tests.support.stack import GRIDQ, Hub
 
 APP = textwrap.dedent(
     """

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_helpers import Hub, wait_for
+
+from tests.support import need, wait_for
+from tests.support.stack import Hub
 
 pytestmark = pytest.mark.slow
 
@@ -105,9 +107,12 @@ def test_crash_restart_crashloop_and_redis_auth(hub: Hub, make_agent: Any) -> No
     assert "s3cret" not in agent.log()
 
 
-def test_exec_format_error(hub: Hub, make_agent: Any) -> None:
+@pytest.mark.docker
+def test_exec_format_error(hub: Hub, make_agent: Any, busybox_images: None) -> None:
+    # busybox_images runs scripts/build-test-images.sh busybox, which downloads the arm64
+    # binary into the image cache when it builds the arm64 images.
     if not ARM64_BUSYBOX.exists():
-        pytest.skip("scripts/build-test-images.sh busybox provides the arm64 binary")
+        need(f"{ARM64_BUSYBOX} (scripts/build-test-images.sh busybox leaves it there)")
     agent = make_agent(hub, runtime="process")
     node_id = agent.node_id()
     hub.create_task(name="parm", replicas=1, command=[str(ARM64_BUSYBOX), "echo", "hi"])

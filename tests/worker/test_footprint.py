@@ -15,10 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from gridq.queue import Queue
-from tests.worker.conftest import wait_for
+from tests.support import need, wait_for
 
 # The worker writes its sys.modules when the test asks, from inside the idle process.
 APP = """
@@ -83,10 +81,11 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError(f"no RSS figure for pid {pid}")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_idle_worker_imports_little_and_stays_small(
     redis_conn, redis_url, spawn_worker, tmp_path: Path
 ):
+    if not sys.platform.startswith("linux"):
+        need("Linux: the RSS figure comes from /proc")
     trigger, out = tmp_path / "dump-now", tmp_path / "modules.txt"
     env = {
         "INPUT_REDIS_URL": redis_url,

@@ -20,7 +20,8 @@ import redis
 import gridq
 from gridq.queue import Queue
 from gridq.worker import App
-from tests.worker.conftest import ROOT, wait_for
+from tests.support import wait_for
+from tests.worker.conftest import ROOT
 
 Q = "jq"
 

@@ -7,7 +7,7 @@ import pytest
 
 from gridq.queue import Queue
 from gridq.worker import App
-from tests.worker.conftest import wait_for
+from tests.support import wait_for
 
 Q = "lq"
 
