@@ -48,6 +48,7 @@ class Job:
     result_ttl: int | None = None
     key: str | None = None  # unique key (enqueue(key=...)), released when it finishes
     unique_for: float | None = None  # ... that long after it finished
+    wf: dict[str, Any] | None = None  # workflow membership (gridq/wfstate.py), else None
     # The exact bytes as they sit in the queue: what acknowledging removes.
     item: bytes = b""
 
@@ -70,6 +71,7 @@ def encode(
     result_ttl: int | None = None,
     key: str | None = None,
     unique_for: float | None = None,
+    wf: dict[str, Any] | None = None,
 ) -> bytes:
     """Build an envelope. Raises TypeError if the arguments are not JSON-serialisable.
 
@@ -97,6 +99,8 @@ def encode(
         body["timeout"] = timeout
     if priority:
         body["priority"] = priority
+    if wf is not None:
+        body["wf"] = wf
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -175,6 +179,9 @@ def decode(item: bytes) -> Job:
         not isinstance(unique_for, int | float) or isinstance(unique_for, bool) or unique_for < 0
     ):
         raise MalformedJob("envelope field 'unique_for' must be a number >= 0")
+    wf = body.get("wf")
+    if wf is not None and not isinstance(wf, dict):
+        raise MalformedJob("envelope field 'wf' must be an object")
     if "raw" in body:
         raw = body["raw"]
         if not isinstance(raw, str):
@@ -208,6 +215,7 @@ def decode(item: bytes) -> Job:
         result_ttl=result_ttl,
         key=key,
         unique_for=unique_for,
+        wf=wf,
         item=item,
     )
 
@@ -229,6 +237,7 @@ def with_attempt(job: Job, attempt: int) -> bytes:
         result_ttl=job.result_ttl,
         key=job.key,
         unique_for=job.unique_for,
+        wf=job.wf,
     )
 
 

@@ -18,6 +18,7 @@ from gridq import contract as c
 from gridq import protocol
 
 if TYPE_CHECKING:
+    from gridq.canvas import Signature
     from gridq.jobs import JobHandle
     from gridq.queue import Queue
     from gridq.worker.settings import WorkerSettings
@@ -136,6 +137,14 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<gridq task {self.name}>"
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature for workflows (gridq.chain / group / chord, docs/workflows.md)."""
+        from gridq.canvas import Signature
+
+        q, o = self.app.queue(), self.options
+        opts = {"priority": o.priority, "result_ttl": o.result_ttl}
+        return Signature(self.name, args, kwargs, q.url or "", q.name, opts)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         """Enqueue with the task's defaults; returns the JobHandle."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from gridq import __version__, protocol
+from gridq import __version__, protocol, wfstate
 from gridq import contract as c
 from gridq.errors import (
     EXIT_OK,
@@ -477,6 +477,24 @@ class Worker:
             except protocol.MalformedJob:
                 job = None
             call(self.middleware, "on_cancelled", job, job.task or "default" if job else "?")
+            if job is not None and job.wf is not None:
+                self._report_dropped(job.wf)
+
+    def _report_dropped(self, wf: dict[str, Any]) -> None:
+        """A workflow member cancelled before it started still reports (as a Failure):
+        its chord must not wait for it."""
+        assert self.broker is not None
+        step = wfstate.Step(wf, False, None, "JobCancelled", "cancelled before it started")
+        for _ in range(20):
+            try:
+                wfstate.report(self.broker.conn, [step])
+                return
+            except redis.RedisError as exc:
+                try:
+                    time.sleep(self._backoff(exc, self.input_url))
+                except RedisAuthError:
+                    return
+        log.error("could not report cancelled workflow member %s", wf)
 
     def _cancel_running(self, ids: list[str]) -> None:
         """Someone cancelled these jobs; stop the ones running here."""
@@ -586,6 +604,7 @@ class Worker:
         hooks: list[tuple[str, tuple[Any, ...]]] = []
         want_result = self.output_queue is not None
         now = time.time()
+        wf_steps: list[wfstate.Step] = []  # finished workflow members (docs/workflows.md)
         for d, out in batch:
             job = d.job
             status = ""
@@ -621,10 +640,17 @@ class Worker:
                     status = "dead"
             if job is not None and job.result_ttl:
                 s.records.append(self._record(job, out, status, now))
+                if job.wf is not None and status != "retrying":
+                    wf_steps.append(_wf_step(job.wf, status, out))
             if job is not None and job.task in self._slot_tasks:
                 s.slots.append((job.task, job.id))
         while True:
             try:
+                if wf_steps:
+                    # Before the ack: a crash in between runs the member again, and its
+                    # second report counts once (the barrier's SADD).
+                    wfstate.report(self.broker.conn, wf_steps)
+                    wf_steps = []
                 missing = self.broker.settle(s)
                 self._outage.up()
                 break
@@ -740,6 +766,12 @@ class Worker:
             except redis.RedisError as exc:
                 self._redis_failed(exc, self.input_url)
                 next_beat = time.monotonic()  # renew as soon as Redis is back
+
+
+def _wf_step(wf: dict[str, Any], status: str, out: Outcome) -> wfstate.Step:
+    if status == "succeeded":
+        return wfstate.Step(wf, True, out.value)
+    return wfstate.Step(wf, False, None, out.error_type or status, out.message)
 
 
 _TASK_ID = re.compile(rb'"(task|id)":"([^"\\]*)"')
