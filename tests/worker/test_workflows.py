@@ -4,15 +4,18 @@ workers and real `gridq worker` processes (SIGKILLed for the chaos test)."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from typing import Any
 
 import pytest
 
+import gridq
 from gridq import Failure, chain, chord, group
 from gridq.jobs import JobFailed
 from gridq.queue import Queue
 from gridq.worker import App
+from tests.worker.conftest import wait_for
 
 
 def two_apps(url: str) -> tuple[App, App]:
@@ -178,13 +181,16 @@ def test_group_of_1000_with_three_worker_processes(redis_url, redis_conn, spawn_
 
 
 CHAOS_MEMBERS = """
-import time
+import os, time
+import redis
 from gridq.worker import App
 
 app = App()
+marks = redis.Redis.from_url(os.environ["INPUT_REDIS_URL"])
 
 @app.task
 def member(i):
+    marks.incr("member_runs")
     time.sleep(0.03)
     return i
 """
@@ -238,9 +244,105 @@ def test_chaos_chord_of_2000_while_workers_are_sigkilled(redis_url, redis_conn, 
         workers[kills % 3] = spawn_worker(CHAOS_MEMBERS, *args, env=env)
         kills += 1
     assert h.get(timeout=60) == 2000
+    runs = int(redis_conn.get("member_runs") or 0)
+    print(f"chaos: {kills} SIGKILLs, {runs} member runs for 2000 members")
+    assert runs >= 2000
     assert kills >= 1
     time.sleep(1.5)  # a second firing would have been picked up by now
     assert redis_conn.get("chord_runs") == b"1"
     assert redis_conn.get("chord_len") == b"2000"
     assert redis_conn.get("chord_failures") == b"0"
     assert all(p.poll() is None for p in workers)  # the restarted ones still serve
+
+
+def test_docs_example_runs_as_written(redis_url, tmp_path):
+    import os
+    import re
+    import sys
+    from pathlib import Path
+
+    from tests.worker.conftest import ROOT, gridq_cmd
+
+    doc = (Path(ROOT) / "docs" / "workflows.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S)
+    assert code is not None
+    (tmp_path / "canvas_demo.py").write_text(code.group(1))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GRIDQ_") and k not in ("INPUT_QUEUE", "OUTPUT_QUEUE")
+    }
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+        INPUT_REDIS_URL=redis_url,
+        INPUT_QUEUE="demo",
+    )
+    workers = [
+        subprocess.Popen(
+            [*gridq_cmd(), f"canvas_demo:{name}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in ("app", "reports")
+    ]
+    try:
+        out = subprocess.run(
+            [sys.executable, "canvas_demo.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        for p in workers:
+            p.kill()
+            p.wait(5)
+    assert out.returncode == 0, out.stderr
+    expected = re.findall(r"print\(.*\)  # (.*)\n", code.group(1))
+    assert out.stdout.splitlines() == expected
+
+
+@pytest.mark.parametrize("name", ["STEP", "FAIL"])
+def test_workflow_scripts_take_every_key_through_keys(name: str) -> None:
+    from gridq import wfstate
+    from tests import test_lua_keys
+
+    key = f"wfstate.{name}"
+    test_lua_keys.SCRIPTS[key] = getattr(wfstate, name)
+    try:
+        test_lua_keys.test_script_takes_every_key_through_keys(key)
+    finally:
+        del test_lua_keys.SCRIPTS[key]
+
+
+def test_cancel_a_waiting_chain(redis_url, redis_conn, start_worker):
+    a, b = two_apps(redis_url)
+
+    @a.task
+    def slow(x: int) -> int:
+        time.sleep(0.5)
+        return x
+
+    @b.task
+    def last(x: int) -> int:
+        redis_conn.incr("last_ran")
+        return x
+
+    h = chain(slow.s(1), last.s()).delay()
+    assert h.status() == "waiting"
+    assert h.cancel()
+    start_worker(a)
+    start_worker(b)
+    with pytest.raises(gridq.JobCancelled):
+        h.get(timeout=30)
+    first = Queue(redis_conn, "wa").job(h.id.rsplit(".", 1)[0] + ".0")
+    assert first.get(timeout=30) == 1
+    wait_for(
+        lambda: (
+            redis_conn.llen("wb") == 0 and not redis_conn.hlen(Queue(redis_conn, "wb").keys.running)
+        )
+    )
+    assert redis_conn.get("last_ran") is None
