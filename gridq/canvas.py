@@ -308,3 +308,11 @@ class GroupHandle(JobHandle):
 
     def get(self, timeout: float | None = None) -> Any:
         return revive(super().get(timeout))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _, (url, queue, job_id) = super().__reduce__()
+        return (_restore_group, (url, queue, job_id))
+
+
+def _restore_group(url: str, queue: str, job_id: str) -> GroupHandle:
+    return GroupHandle(_queue(url, queue), job_id)

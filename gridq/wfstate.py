@@ -20,6 +20,7 @@ on the barrier's slot only (no cross-slot script, Redis Cluster safe).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ import redis
 from gridq.failure import Failure
 from gridq.keys import QueueKeys
 from gridq.redisurl import is_cluster
+
+log = logging.getLogger("gridq.workflows")
 
 CHAIN, CHORD, GROUP = "chain", "chord", "group"
 WAITING = "waiting"  # status of a workflow's final job before its barrier fires
@@ -113,17 +116,15 @@ class Step:
     error: str = ""
 
 
-def _call(conn: Any, script: str, keys: list[str], args: list[Any], pipe: Any) -> None:
-    target = pipe if pipe is not None else conn
-    target.eval(script, len(keys), *keys, *args)
-
-
 def report(conn: redis.Redis, steps: Sequence[Step]) -> None:
     """Tell the barriers (or chains' final jobs) about finished members. Idempotent:
     the worker calls it before acknowledging the members, and again after a crash."""
     now = repr(time.time())
+    step_script, fail_script = conn.register_script(STEP), conn.register_script(FAIL)
     # One round trip on a single server; a cluster client routes each script by its keys.
     pipe = None if is_cluster(conn) else conn.pipeline(transaction=False)
+    replies: list[Any] = []
+    barriers: list[str] = []
     for st in steps:
         wf = st.wf
         kind = wf.get("k")
@@ -131,7 +132,12 @@ def report(conn: redis.Redis, steps: Sequence[Step]) -> None:
             fq, fid = wf["f"]
             fk = QueueKeys(fq)
             msg = f"chain step {wf.get('i', '?')} failed: {st.error}"
-            _call(conn, FAIL, [fk.job(fid), fk.done(fid)], [now, st.error_type, msg], pipe)
+            reply = fail_script(
+                keys=[fk.job(fid), fk.done(fid)], args=[now, st.error_type, msg], client=pipe
+            )
+            barriers.append("")
+            if pipe is None:
+                replies.append(reply)
             continue
         if "s" not in wf:
             continue  # a chord callback or a chain's last step: its own record is enough
@@ -139,10 +145,8 @@ def report(conn: redis.Redis, steps: Sequence[Step]) -> None:
         stage, nxt = wf["s"], wf["x"]
         prio = int(wf.get("p") or 0)
         value = st.value if st.ok else Failure(st.error_type, st.error).to_json()
-        _call(
-            conn,
-            STEP,
-            [
+        reply = step_script(
+            keys=[
                 k.wf(stage),
                 k.wf_done(stage),
                 k.wf_results(stage),
@@ -150,11 +154,17 @@ def report(conn: redis.Redis, steps: Sequence[Step]) -> None:
                 k.job(nxt),
                 k.done(nxt),
             ],
-            [str(wf["i"]), value if value is not None else "null", now],
-            pipe,
+            args=[str(wf["i"]), value if value is not None else "null", now],
+            client=pipe,
         )
+        barriers.append(f"{wf['q']}/{stage}")
+        if pipe is None:
+            replies.append(reply)
     if pipe is not None:
-        pipe.execute()
+        replies = pipe.execute()
+    for where, reply in zip(barriers, replies, strict=True):
+        if where and reply == -1:
+            log.warning("workflow barrier %s is gone (expired?): a member's report was lost", where)
 
 
 # --- creating workflows (the producer side, gridq/canvas.py) ------------------------------

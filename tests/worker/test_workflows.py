@@ -346,3 +346,19 @@ def test_cancel_a_waiting_chain(redis_url, redis_conn, start_worker):
         )
     )
     assert redis_conn.get("last_ran") is None
+
+
+def test_group_handle_pickles_and_revives_failures(redis_url, start_worker):
+    import pickle
+
+    a, _ = two_apps(redis_url)
+
+    @a.task(retries=0)
+    def fail_odd(i: int) -> int:
+        if i % 2:
+            raise ZeroDivisionError("odd")
+        return i
+
+    start_worker(a)
+    h = pickle.loads(pickle.dumps(group(fail_odd.s(i) for i in range(3)).delay()))
+    assert h.get(timeout=30) == [0, Failure("ZeroDivisionError", "odd"), 2]
