@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -342,15 +342,7 @@ class Worker:
 
     def _requeue(self, items: list[bytes]) -> None:
         assert self.broker is not None
-        for _ in range(20):
-            try:
-                self.broker.requeue(items)
-                break
-            except redis.RedisError as exc:
-                try:
-                    time.sleep(self._backoff(exc, self.input_url))
-                except RedisAuthError:
-                    break
+        self._with_retries(partial(self.broker.requeue, items))
         # Not requeued (Redis gone)? They stay in the in-flight list, and the reaper of
         # another worker returns them once this lease lapses: nothing is lost.
         with self._claimed_lock:
@@ -485,16 +477,21 @@ class Worker:
         its chord must not wait for it."""
         assert self.broker is not None
         step = wfstate.Step(wf, False, None, "JobCancelled", "cancelled before it started")
+        if not self._with_retries(partial(wfstate.report, self.broker.conn, [step])):
+            log.error("could not report cancelled workflow member %s", wf)
+
+    def _with_retries(self, fn: Callable[[], object]) -> bool:
+        """Run ``fn``, retrying Redis errors with backoff (20 tries); False if it never ran."""
         for _ in range(20):
             try:
-                wfstate.report(self.broker.conn, [step])
-                return
+                fn()
+                return True
             except redis.RedisError as exc:
                 try:
                     time.sleep(self._backoff(exc, self.input_url))
                 except RedisAuthError:
-                    return
-        log.error("could not report cancelled workflow member %s", wf)
+                    return False
+        return False
 
     def _cancel_running(self, ids: list[str]) -> None:
         """Someone cancelled these jobs; stop the ones running here."""

@@ -180,30 +180,31 @@ def test_group_of_1000_with_three_worker_processes(redis_url, redis_conn, spawn_
     assert redis_conn.scard(Queue(redis_conn, "wg").keys.wf_done(wf_id)) == 1000
 
 
-CHAOS_MEMBERS = """
+# A worker app that counts in Redis (what the test reads afterwards).
+MARKS_APP = """
 import os, time
-import redis
-from gridq.worker import App
-
-app = App()
-marks = redis.Redis.from_url(os.environ["INPUT_REDIS_URL"])
-
-@app.task
-def member(i):
-    marks.incr("member_runs")
-    time.sleep(0.03)
-    return i
-"""
-
-CHAOS_CALLBACK = """
-import os
 import redis
 from gridq import Failure
 from gridq.worker import App
 
 app = App()
 marks = redis.Redis.from_url(os.environ["INPUT_REDIS_URL"])
+"""
 
+CHAOS_MEMBERS = (
+    MARKS_APP
+    + """
+@app.task
+def member(i):
+    marks.incr("member_runs")
+    time.sleep(0.03)
+    return i
+"""
+)
+
+CHAOS_CALLBACK = (
+    MARKS_APP
+    + """
 @app.task
 def collect(results):
     marks.incr("chord_runs")
@@ -211,6 +212,7 @@ def collect(results):
     marks.set("chord_failures", sum(isinstance(r, Failure) for r in results))
     return len(results)
 """
+)
 
 
 def test_chaos_chord_of_2000_while_workers_are_sigkilled(redis_url, redis_conn, spawn_worker):
