@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from gridq import jobs
 from gridq.failure import Failure
 from gridq.keys import QueueKeys
 from gridq.redisurl import is_cluster
@@ -35,7 +36,7 @@ from gridq.redisurl import is_cluster
 log = logging.getLogger("gridq.workflows")
 
 CHAIN, CHORD, GROUP = "chain", "chord", "group"
-WAITING = "waiting"  # status of a workflow's final job before its barrier fires
+WAITING = jobs.WAITING
 
 # KEYS: barrier, done SET, results HASH, target list, record of the job it fires, that
 #   record's done list. ARGV: member index, value (JSON), now.
