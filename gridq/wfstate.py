@@ -181,8 +181,10 @@ def split_envelope(envelope: bytes) -> tuple[bytes, bytes, bytes]:
     head, sep, tail = envelope.partition(_PH_JSON)
     if not sep:
         raise ValueError("envelope has no value placeholder")
+    # The last one: the envelope's own field comes after args/kwargs, which may hold
+    # the same text (only gridq's fields follow it).
     mark = b'"enqueued_at":'
-    before, sep, after = tail.partition(mark)
+    before, sep, after = tail.rpartition(mark)
     end = 0
     while end < len(after) and after[end : end + 1] in b"0123456789.e+-":
         end += 1

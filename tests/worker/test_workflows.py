@@ -364,3 +364,22 @@ def test_group_handle_pickles_and_revives_failures(redis_url, start_worker):
     start_worker(a)
     h = pickle.loads(pickle.dumps(group(fail_odd.s(i) for i in range(3)).delay()))
     assert h.get(timeout=30) == [0, Failure("ZeroDivisionError", "odd"), 2]
+
+
+def test_fired_envelope_keeps_user_data_that_looks_like_fields(redis_url, start_worker):
+    a, b = two_apps(redis_url)
+    tricky = '"enqueued_at":1, \x00gridq-wf-value\x00'
+
+    @a.task
+    def first(s: str) -> str:
+        return s
+
+    @b.task
+    def second(prev: str, s: str, enqueued_at: int = 0) -> list[Any]:
+        return [prev, s, enqueued_at]
+
+    start_worker(a)
+    start_worker(b)
+    h = chain(first.s(tricky), second.s(tricky, enqueued_at=7)).delay()
+    assert h.get(timeout=30) == [tricky, tricky, 7]
+    assert h.info()["enqueued_at"] > 1_000_000_000
