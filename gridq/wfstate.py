@@ -117,48 +117,47 @@ class Step:
     error: str = ""
 
 
+def _plan(st: Step, now: str) -> tuple[str, list[str], list[str], str] | None:
+    """(script, keys, args, barrier) for one finished member; None: nothing to report.
+    Raises KeyError/TypeError/ValueError on metadata gridq did not write."""
+    wf = st.wf
+    if not st.ok and wf.get("k") == CHAIN:
+        fq, fid = wf["f"]
+        fk = QueueKeys(str(fq))
+        msg = f"chain step {wf.get('i', '?')} failed: {st.error}"
+        return FAIL, [fk.job(str(fid)), fk.done(str(fid))], [now, st.error_type, msg], ""
+    if "s" not in wf:
+        return None  # a chord callback or a chain's last step: its own record is enough
+    k = QueueKeys(str(wf["q"]))
+    stage, nxt = str(wf["s"]), str(wf["x"])
+    prio = int(wf.get("p") or 0)
+    target = k.priority(prio) if 1 <= prio <= 9 else k.pending
+    value = st.value if st.ok else Failure(st.error_type, st.error).to_json()
+    keys = [k.wf(stage), k.wf_done(stage), k.wf_results(stage), target, k.job(nxt), k.done(nxt)]
+    return STEP, keys, [str(int(wf["i"])), value or "null", now], f"{k.name}/{stage}"
+
+
 def report(conn: redis.Redis, steps: Sequence[Step]) -> None:
     """Tell the barriers (or chains' final jobs) about finished members. Idempotent:
     the worker calls it before acknowledging the members, and again after a crash."""
     now = repr(time.time())
-    step_script, fail_script = conn.register_script(STEP), conn.register_script(FAIL)
+    scripts = {STEP: conn.register_script(STEP), FAIL: conn.register_script(FAIL)}
     # One round trip on a single server; a cluster client routes each script by its keys.
     pipe = None if is_cluster(conn) else conn.pipeline(transaction=False)
     replies: list[Any] = []
     barriers: list[str] = []
     for st in steps:
-        wf = st.wf
-        kind = wf.get("k")
-        if not st.ok and kind == CHAIN:
-            fq, fid = wf["f"]
-            fk = QueueKeys(fq)
-            msg = f"chain step {wf.get('i', '?')} failed: {st.error}"
-            reply = fail_script(
-                keys=[fk.job(fid), fk.done(fid)], args=[now, st.error_type, msg], client=pipe
-            )
-            barriers.append("")
-            if pipe is None:
-                replies.append(reply)
+        try:
+            plan = _plan(st, now)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Not written by gridq: the job itself still settles; say why it did not report.
+            log.error("job with malformed workflow metadata %r: %s", st.wf, exc)
             continue
-        if "s" not in wf:
-            continue  # a chord callback or a chain's last step: its own record is enough
-        k = QueueKeys(wf["q"])
-        stage, nxt = wf["s"], wf["x"]
-        prio = int(wf.get("p") or 0)
-        value = st.value if st.ok else Failure(st.error_type, st.error).to_json()
-        reply = step_script(
-            keys=[
-                k.wf(stage),
-                k.wf_done(stage),
-                k.wf_results(stage),
-                k.priority(prio) if prio else k.pending,
-                k.job(nxt),
-                k.done(nxt),
-            ],
-            args=[str(wf["i"]), value if value is not None else "null", now],
-            client=pipe,
-        )
-        barriers.append(f"{wf['q']}/{stage}")
+        if plan is None:
+            continue
+        script, keys, args, where = plan
+        reply = scripts[script](keys=keys, args=args, client=pipe)
+        barriers.append(where)
         if pipe is None:
             replies.append(reply)
     if pipe is not None:

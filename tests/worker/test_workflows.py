@@ -383,3 +383,23 @@ def test_fired_envelope_keeps_user_data_that_looks_like_fields(redis_url, start_
     h = chain(first.s(tricky), second.s(tricky, enqueued_at=7)).delay()
     assert h.get(timeout=30) == [tricky, tricky, 7]
     assert h.info()["enqueued_at"] > 1_000_000_000
+
+
+def test_malformed_workflow_metadata_settles_and_says_why(
+    redis_conn, redis_url, start_worker, caplog
+):
+    from gridq import protocol
+
+    a, _ = two_apps(redis_url)
+
+    @a.task
+    def echo(x: int) -> int:
+        return x
+
+    q = Queue(redis_conn, "wa")
+    bad = protocol.encode("echo", [5], job_id="bad-wf", result_ttl=60, wf={"s": "x", "q": "{no}"})
+    q.push_items([bad, protocol.encode("echo", [1], job_id="bad-wf2", result_ttl=60, wf="oops")])  # type: ignore[arg-type]
+    start_worker(a)
+    wait_for(lambda: q.stats()["processed"] == 1 and q.stats()["dead"] == 1, 30)
+    assert "'wf' must be an object" in q.dead_letters()[0]["error"]
+    assert "malformed workflow metadata" in caplog.text
