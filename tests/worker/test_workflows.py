@@ -403,3 +403,27 @@ def test_malformed_workflow_metadata_settles_and_says_why(
     wait_for(lambda: q.stats()["processed"] == 1 and q.stats()["dead"] == 1, 30)
     assert "'wf' must be an object" in q.dead_letters()[0]["error"]
     assert "malformed workflow metadata" in caplog.text
+
+
+def test_signature_is_plain_data_and_hides_the_password():
+    from gridq.canvas import Signature
+
+    app = App(input_url="redis://:s3cret@localhost:6379/0", input_queue="wa")
+
+    @app.task(priority=3)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sig = add.s(1, y=2)
+    assert (sig.task, sig.args, sig.kwargs, sig.queue) == ("add", (1,), {"y": 2}, "wa")
+    assert sig.options["priority"] == 3
+    other = sig.set(queue="wb", retries=2)
+    assert (other.queue, other.options["retries"], sig.queue) == ("wb", 2, "wa")
+    assert Signature.from_dict(other.to_dict()) == other
+    assert "s3cret" not in repr(other)
+    with pytest.raises(TypeError, match="unknown signature option"):
+        sig.set(countdown=3)
+    with pytest.raises(TypeError, match="must be signatures"):
+        chain(sig, group(sig))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="same Redis URL"):
+        chain(sig, Signature("add", (), {}, "redis://elsewhere:6379/0", "wa"))
