@@ -5,11 +5,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gridq.canvas import chain, chord, group
+    from gridq.failure import Failure
     from gridq.jobs import JobCancelled, JobFailed, JobHandle, JobUnknown
     from gridq.queue import Queue
 
 __version__ = "0.1.0"
-__all__ = ["JobCancelled", "JobFailed", "JobHandle", "JobUnknown", "Queue", "__version__"]
+__all__ = [
+    "Failure",
+    "chain",
+    "chord",
+    "group",
+    "JobCancelled",
+    "JobFailed",
+    "JobHandle",
+    "JobUnknown",
+    "Queue",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +36,12 @@ def __getattr__(name: str) -> Any:
         from gridq import jobs
 
         return getattr(jobs, name)
+    if name in ("chain", "group", "chord"):
+        from gridq import canvas
+
+        return getattr(canvas, name)
+    if name == "Failure":
+        from gridq.failure import Failure
+
+        return Failure
     raise AttributeError(f"module 'gridq' has no attribute {name!r}")

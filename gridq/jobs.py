@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
 QUEUED, SCHEDULED, RUNNING, RETRYING = "queued", "scheduled", "running", "retrying"
 SUCCEEDED, DEAD, CANCELLED, UNKNOWN = "succeeded", "dead", "cancelled", "unknown"
-STATUSES = (QUEUED, SCHEDULED, RUNNING, RETRYING, SUCCEEDED, DEAD, CANCELLED, UNKNOWN)
+WAITING = "waiting"  # a workflow's final job before its barrier fires (docs/workflows.md)
+STATUSES = (QUEUED, SCHEDULED, WAITING, RUNNING, RETRYING, SUCCEEDED, DEAD, CANCELLED, UNKNOWN)
 TERMINAL = frozenset({SUCCEEDED, DEAD, CANCELLED})
 
 # Job ids sit unescaped inside the envelope's JSON, where the Lua scripts find them
@@ -257,7 +258,8 @@ class JobHandle:
         return st
 
     def status(self) -> str:
-        """queued, scheduled, running, retrying, succeeded, dead, cancelled or unknown."""
+        """queued, scheduled, waiting (workflows), running, retrying, succeeded, dead,
+        cancelled or unknown."""
         return self._status(*self._read())
 
     def info(self) -> dict[str, Any]:

@@ -127,6 +127,18 @@ class QueueKeys:
         """ZSET: job id -> lease expiry, one per running job of a concurrency-limited task."""
         return f"{self._base}:slots:{task}"
 
+    def wf(self, stage: str) -> str:
+        """HASH with TTL: a workflow barrier (n members, mode, what to fire, ``fired``)."""
+        return f"{self._base}:wf:{stage}"
+
+    def wf_done(self, stage: str) -> str:
+        """SET with TTL: indexes of a barrier's members that finished (counted once)."""
+        return f"{self._base}:wf:{stage}:done"
+
+    def wf_results(self, stage: str) -> str:
+        """HASH with TTL: member index -> its result (JSON) or Failure marker."""
+        return f"{self._base}:wf:{stage}:results"
+
     @property
     def tagged_prefix(self) -> str:
         """Start of every gridq key of this queue (for SCAN MATCH; escape it first)."""
@@ -229,6 +241,9 @@ def all_documented() -> list[str]:
         q.kill,
         q.rate("<task>"),
         q.slots("<task>"),
+        q.wf("<wf>"),
+        q.wf_done("<wf>"),
+        q.wf_results("<wf>"),
         HUB_TASKS,
         HUB_TASK_ORDER,
         HUB_TASK_SEQ,

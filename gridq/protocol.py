@@ -48,6 +48,7 @@ class Job:
     result_ttl: int | None = None
     key: str | None = None  # unique key (enqueue(key=...)), released when it finishes
     unique_for: float | None = None  # ... that long after it finished
+    wf: dict[str, Any] | None = None  # workflow membership (gridq/wfstate.py), else None
     # The exact bytes as they sit in the queue: what acknowledging removes.
     item: bytes = b""
     # The producer's signature (gridq.signing); kept across retries, which leave it valid.
@@ -72,6 +73,7 @@ def encode(
     result_ttl: int | None = None,
     key: str | None = None,
     unique_for: float | None = None,
+    wf: dict[str, Any] | None = None,
 ) -> bytes:
     """Build an envelope. Raises TypeError if the arguments are not JSON-serialisable.
 
@@ -99,6 +101,8 @@ def encode(
         body["timeout"] = timeout
     if priority:
         body["priority"] = priority
+    if wf is not None:
+        body["wf"] = wf
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -177,6 +181,9 @@ def decode(item: bytes) -> Job:
         not isinstance(unique_for, int | float) or isinstance(unique_for, bool) or unique_for < 0
     ):
         raise MalformedJob("envelope field 'unique_for' must be a number >= 0")
+    wf = body.get("wf")
+    if wf is not None and not isinstance(wf, dict):
+        raise MalformedJob("envelope field 'wf' must be an object")
     if "raw" in body:
         raw = body["raw"]
         if not isinstance(raw, str):
@@ -210,6 +217,7 @@ def decode(item: bytes) -> Job:
         result_ttl=result_ttl,
         key=key,
         unique_for=unique_for,
+        wf=wf,
         item=item,
         sig=sig if isinstance(sig := body.get("sig"), str) else None,
     )
@@ -239,6 +247,7 @@ def with_attempt(job: Job, attempt: int) -> bytes:
         result_ttl=job.result_ttl,
         key=job.key,
         unique_for=job.unique_for,
+        wf=job.wf,
     )
 
 

@@ -19,6 +19,7 @@ from gridq import protocol
 from gridq.worker.signature_check import verifier_for
 
 if TYPE_CHECKING:
+    from gridq.canvas import Signature
     from gridq.jobs import JobHandle
     from gridq.queue import Queue
     from gridq.signing import Verifier
@@ -138,6 +139,14 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<gridq task {self.name}>"
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature for workflows (gridq.chain / group / chord, docs/workflows.md)."""
+        from gridq.canvas import Signature
+
+        q, o = self.app.queue(), self.options
+        opts = {"priority": o.priority, "result_ttl": o.result_ttl}
+        return Signature(self.name, args, kwargs, q.url or "", q.name, opts)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         """Enqueue with the task's defaults; returns the JobHandle."""

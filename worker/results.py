@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gridq import protocol
 from gridq.errors import JobTimeout, Reject, Retry
+from gridq.failure import revive
 
 if TYPE_CHECKING:
     from gridq.worker.app import App, Task
@@ -94,6 +95,9 @@ def timeout_of(job: protocol.Job, handler: Task[Any, Any]) -> float | None:
 def call_args(job: protocol.Job) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if job.raw is not None:
         return (job.raw,), {}
+    if job.wf is not None and job.wf.get("c") and job.args:
+        # A chord callback: Failure markers in its first argument become Failure objects.
+        return (revive(job.args[0]), *job.args[1:]), job.kwargs
     return tuple(job.args), job.kwargs
 
 

@@ -27,14 +27,14 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any
 
 import redis
 
-from gridq import __version__, durability, protocol
+from gridq import __version__, durability, protocol, wfstate
 from gridq import contract as c
 from gridq.errors import (
     EXIT_OK,
@@ -347,15 +347,7 @@ class Worker:
 
     def _requeue(self, items: list[bytes]) -> None:
         assert self.broker is not None
-        for _ in range(20):
-            try:
-                self.broker.requeue(items)
-                break
-            except redis.RedisError as exc:
-                try:
-                    time.sleep(self._backoff(exc, self.input_url))
-                except RedisAuthError:
-                    break
+        self._with_retries(partial(self.broker.requeue, items))
         # Not requeued (Redis gone)? They stay in the in-flight list, and the reaper of
         # another worker returns them once this lease lapses: nothing is lost.
         with self._claimed_lock:
@@ -482,6 +474,29 @@ class Worker:
             except protocol.MalformedJob:
                 job = None
             call(self.middleware, "on_cancelled", job, job.task or "default" if job else "?")
+            if job is not None and job.wf is not None:
+                self._report_dropped(job.wf)
+
+    def _report_dropped(self, wf: dict[str, Any]) -> None:
+        """A workflow member cancelled before it started still reports (as a Failure):
+        its chord must not wait for it."""
+        assert self.broker is not None
+        step = wfstate.Step(wf, False, None, "JobCancelled", "cancelled before it started")
+        if not self._with_retries(partial(wfstate.report, self.broker.conn, [step])):
+            log.error("could not report cancelled workflow member %s", wf)
+
+    def _with_retries(self, fn: Callable[[], object]) -> bool:
+        """Run ``fn``, retrying Redis errors with backoff (20 tries); False if it never ran."""
+        for _ in range(20):
+            try:
+                fn()
+                return True
+            except redis.RedisError as exc:
+                try:
+                    time.sleep(self._backoff(exc, self.input_url))
+                except RedisAuthError:
+                    return False
+        return False
 
     def _cancel_running(self, ids: list[str]) -> None:
         """Someone cancelled these jobs; stop the ones running here."""
@@ -591,6 +606,7 @@ class Worker:
         hooks: list[tuple[str, tuple[Any, ...]]] = []
         want_result = self.output_queue is not None
         now = time.time()
+        wf_steps: list[wfstate.Step] = []  # finished workflow members (docs/workflows.md)
         for d, out in batch:
             job = d.job
             status = ""
@@ -626,11 +642,18 @@ class Worker:
                     status = "dead"
             if job is not None and job.result_ttl:
                 s.records.append(self._record(job, out, status, now))
+                if job.wf is not None and status != "retrying":
+                    wf_steps.append(_wf_step(job.wf, status, out))
             if job is not None and job.task in self._slot_tasks:
                 s.slots.append((job.task, job.id))
         retry = False
         while True:
             try:
+                if wf_steps:
+                    # Before the ack: a crash in between runs the member again, and its
+                    # second report counts once (the barrier's SADD).
+                    wfstate.report(self.broker.conn, wf_steps)
+                    wf_steps = []
                 missing = self.broker.settle(s, retry=retry)
                 self._outage.up()
                 break
@@ -754,6 +777,14 @@ class Worker:
 
 
 _FIN = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def _wf_step(wf: dict[str, Any], status: str, out: Outcome) -> wfstate.Step:
+    if status == "succeeded":
+        return wfstate.Step(wf, True, out.value)
+    return wfstate.Step(wf, False, None, out.error_type or status, out.message)
+
+
 _TASK_ID = re.compile(rb'"(task|id)":"([^"\\]*)"')
 
 
