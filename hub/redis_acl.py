@@ -34,10 +34,14 @@ WORKER_COMMANDS = (
     # lists: queue, priority lists, in-flight lists, dead letters, output queue
     "lpush", "rpush", "lpop", "rpop", "lrem", "llen", "lrange", "lindex", "blmove", "lmove",
     # sorted sets: delayed jobs, consumers
-    "zadd", "zrem", "zrange", "zrangebyscore", "zcard", "zscore",
+    "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zcard", "zscore",
+    # sets: cancelled / kill sets, workflow barriers' finished members
+    "sadd", "srem", "scard", "smembers", "sismember",
     # strings: alive (with TTL), paused, last_claim; hashes: stats, job records
     "set", "get", "del", "exists", "ttl", "pttl", "expire", "pexpire",
-    "hincrby", "hgetall", "hget", "hset", "hdel",
+    "hincrby", "hgetall", "hget", "hmget", "hset", "hsetnx", "hdel", "hexists", "lpos",
+    # WAIT for replicas (GRIDQ_REDIS_MIN_REPLICAS)
+    "wait",
     # pipelines; TIME for the server clock
     "multi", "exec", "discard", "time",
 )  # fmt: skip

@@ -225,3 +225,16 @@ def test_secret_env_values_are_masked(client: TestClient, redis_url: str) -> Non
     assert key not in r.text
     # The node that runs the task gets the real value.
     assert worker_env(client)["GRIDQ_SIGNING_KEY"] == key
+
+
+def test_security_doc_lists_the_task_users_commands() -> None:
+    """docs/security.md names every command a task user gets, and no other."""
+    import re
+    from pathlib import Path
+
+    from gridq.hub.redis_acl import WORKER_COMMANDS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    listed = re.search(r"scripts' commands are here\): `([^`]+)`", doc)
+    assert listed, "the command list is missing from docs/security.md"
+    assert listed.group(1).lower().split() == list(WORKER_COMMANDS)

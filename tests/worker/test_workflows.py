@@ -15,7 +15,7 @@ from gridq import Failure, chain, chord, group
 from gridq.jobs import JobFailed
 from gridq.queue import Queue
 from gridq.worker import App
-from tests.worker.conftest import wait_for
+from tests.support import wait_for
 
 
 def two_apps(url: str) -> tuple[App, App]:
