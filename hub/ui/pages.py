@@ -155,6 +155,10 @@ async def _dead_letters(
             "types": deadletters.error_types(q),
         }
         if job:
+            # The job's record (kept for GRIDQ_RESULT_TTL); a job that left none (raw
+            # items, records off, expired) may still be among the dead letters.
+            info = q.job(job).info()
+            out["record"] = info if info["status"] != "unknown" else None
             out["job"] = deadletters.find_job(q, job)
         return out
 

@@ -351,3 +351,15 @@ def test_audit_page_shows_changes_and_pages(client: TestClient, redis_url: str) 
     second = client.get(f"/ui/audit?before={older.group(1)}")
     assert second.text.count("<tr><td>") == 6 and "task.create" in second.text
     assert "Older entries" not in second.text
+
+
+def test_job_lookup_shows_the_jobs_record(client: TestClient, redis_url: str) -> None:
+    from gridq.queue import Queue
+
+    _grid(client, redis_url)
+    q = Queue.from_url(redis_url, task_body(redis_url)["input_queue"])
+    handle = q.enqueue("square", 4)
+    login(client)
+    page = client.get(f"/ui/tasks/square?job={handle.id}").text
+    assert "<b>queued</b>" in page and "square" in page
+    assert "No job" in client.get("/ui/tasks/square?job=no-such-job").text
