@@ -136,7 +136,9 @@ def decode(item: bytes) -> Job:
     if not isinstance(body, dict) or ENVELOPE_MARK not in body:
         return Job(id=new_id(), task=None, raw=item, item=item)
     version = body.get(ENVELOPE_MARK)
-    if version != FORMAT_VERSION:
+    # An integer, as docs/protocol.md says: JSON true and 1.0 compare equal to 1 in
+    # Python but are not the version a producer in another language means.
+    if type(version) is not int or version != FORMAT_VERSION:
         raise MalformedJob(
             f"unsupported envelope version {version!r} (this worker speaks {FORMAT_VERSION})"
         )

@@ -116,6 +116,8 @@ FIELD_RULES: dict[str, Any] = {
 def spec_kind(item: bytes) -> tuple[str, dict[str, Any]]:
     """What docs/protocol.md says an item is, written from its text, not from
     gridq.protocol: ("raw", {}), ("malformed", body) or ("envelope", body)."""
+    if not item.startswith(b"{"):  # "whose first byte is `{`"
+        return "raw", {}
     try:
         body = json.loads(item.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError included
@@ -125,6 +127,26 @@ def spec_kind(item: bytes) -> tuple[str, dict[str, Any]]:
     if "id" not in body or not all(rule(body[k]) for k, rule in FIELD_RULES.items() if k in body):
         return "malformed", body
     return "envelope", body
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        b'{"gridq": true, "id": "a", "task": "t"}',  # not an integer version
+        b'{"gridq": 1.0, "id": "a", "task": "t"}',
+        b' {"gridq": 1, "id": "a", "task": "t"}',  # leading whitespace: raw
+        b'{"gridq": 1, "id": "a", "task": "t"}',
+    ],
+)
+def test_the_documented_edges(item: bytes) -> None:
+    """The two edges the oracle found undocumented: now written down and decided."""
+    kind, _ = spec_kind(item)
+    try:
+        job = protocol.decode(item)
+    except protocol.MalformedJob:
+        assert kind == "malformed"
+        return
+    assert kind == ("raw" if job.raw is not None else "envelope")
 
 
 @settings(max_examples=400, deadline=None, database=None, derandomize=True)
