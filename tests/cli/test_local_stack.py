@@ -15,21 +15,13 @@ import psutil
 import pytest
 
 from gridq.localstack import Stack
+from tests.support.cli import run_gridq
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def gridq(*args: str, state: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDQ_")}
-    env["GRIDQ_STATE_DIR"] = str(state)
-    return subprocess.run(
-        [sys.executable, "-m", "gridq.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=60,
-    )
+    return run_gridq(*args, state=state, stdin=stdin, timeout=60)
 
 
 def _tree(pids: list[int]) -> set[int]:

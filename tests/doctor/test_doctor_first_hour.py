@@ -5,9 +5,7 @@ Docker checks, saying why."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from gridq.localstack import Stack
+from tests.support.cli import run_gridq
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +25,7 @@ DOCKER_CHECKS = ("node.docker", "node.disk", "node.image-arch", "node.network")
 def gridq(
     state: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GRIDQ_")}
-    base["GRIDQ_STATE_DIR"] = str(state)
-    return subprocess.run(
-        [sys.executable, "-m", "gridq.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=120,
-    )
+    return run_gridq(*args, state=state, env=env)
 
 
 @pytest.fixture
