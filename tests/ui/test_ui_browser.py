@@ -208,6 +208,11 @@ def test_pages_actions_and_access(
     page.screenshot(path=str(shots / "ui-schedules.png"), full_page=True)
     with stack.api() as c:
         assert c.delete("/api/schedules/hourly").status_code == 204
+    # The audit trail shows the changes made above, by whom, without any token value.
+    tab.go("/ui/audit")
+    trail = page.inner_text("table.grid")
+    assert "task.pause" in trail and "schedule.run" in trail and "admin" in trail
+    page.screenshot(path=str(shots / "ui-audit.png"), full_page=True)
 
     # Keyboard: the first Tab reaches the skip link, the next ones the navigation.
     tab.go("/ui/")
