@@ -26,7 +26,8 @@ from tests.cluster.flow import Producer, drain
 from tests.cluster.sentinels import SentinelGroup
 from tests.conftest import need
 from tests.hub.hub_helpers import ADMIN, ADMIN_H, task_body
-from tests.worker.conftest import Running, settings, wait_for
+from tests.support import wait_for
+from tests.worker.conftest import Running, settings
 
 JOBS = 4000
 BATCH = 20
