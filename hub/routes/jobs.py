@@ -17,11 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gridq import protocol
 from gridq.jobs import UNKNOWN, JobHandle
 
-from ..deps import AdminDep, StoreDep
+from ..audit import AuditDep
+from ..deps import ApiDep, StoreDep
 from ..errors import unprocessable
 from .jobs_store import TaskQueues, task_spec
 
-router = APIRouter(prefix="/api/tasks", tags=["jobs"], dependencies=[AdminDep])
+router = APIRouter(prefix="/api/tasks", tags=["jobs"], dependencies=[ApiDep])
 
 
 class JobCreate(BaseModel):
@@ -79,7 +80,9 @@ JobId = Annotated[str, "job id"]
     summary="enqueue a job on the task's input queue",
     responses={404: {"description": "no such task"}, 422: {"description": "invalid field"}},
 )
-async def create_job(name: str, body: JobCreate, request: Request, store: StoreDep) -> JobCreated:
+async def create_job(
+    name: str, body: JobCreate, request: Request, store: StoreDep, audit: AuditDep
+) -> JobCreated:
     spec = await task_spec(store, name)
     if spec.kind != "gridq":
         raise unprocessable("task", f"task {name!r} is a {spec.kind} task: no gridq jobs", "kind")
@@ -98,6 +101,7 @@ async def create_job(name: str, body: JobCreate, request: Request, store: StoreD
 
     h = await anyio.to_thread.run_sync(enqueue)
     st = await anyio.to_thread.run_sync(h.status)
+    await audit("job.create", name, detail=f"job {h.id} ({body.task or name})")
     return JobCreated(id=h.id, status=st)
 
 
@@ -120,9 +124,12 @@ async def get_job(name: str, job_id: JobId, request: Request, store: StoreDep) -
     summary="cancel a job: it never starts, or its worker interrupts it",
     responses={404: {"description": "no such task, or no record of this job"}},
 )
-async def cancel_job(name: str, job_id: JobId, request: Request, store: StoreDep) -> JobCancelOut:
+async def cancel_job(
+    name: str, job_id: JobId, request: Request, store: StoreDep, audit: AuditDep
+) -> JobCancelOut:
     h = await _handle(request, store, name, job_id)
     if await anyio.to_thread.run_sync(h.status) == UNKNOWN:
         raise HTTPException(404, detail=f"no record of job {job_id!r} (unknown or expired)")
     done = await anyio.to_thread.run_sync(h.cancel)
+    await audit("job.cancel", name, detail=f"job {job_id}: {'cancelled' if done else 'too late'}")
     return JobCancelOut(id=job_id, cancelled=done, status=await anyio.to_thread.run_sync(h.status))

@@ -77,3 +77,18 @@ def test_bad_bodies_are_422_naming_the_field(client: TestClient, redis_url: str)
         assert r.status_code == 422, body
         assert field in r.text, (body, r.text)
     assert client.post("/api/tasks/add/jobs", json={}, headers={}).status_code == 401
+
+
+def test_viewer_reads_jobs_and_changes_are_audited(make_client, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    viewer = {"Authorization": "Bearer view-Jb71qLx9PwN4sD"}
+    client: TestClient = make_client(viewer_token="view-Jb71qLx9PwN4sD")
+    client.post("/api/tasks", json=task_body(redis_url, "add"), headers=ADMIN_H)
+    job = client.post("/api/tasks/add/jobs", json={"args": [1, 2]}, headers=ADMIN_H).json()
+    assert client.get(f"/api/tasks/add/jobs/{job['id']}", headers=viewer).status_code == 200
+    assert client.post("/api/tasks/add/jobs", json={"args": [1]}, headers=viewer).status_code == 403
+    assert client.delete(f"/api/tasks/add/jobs/{job['id']}", headers=viewer).status_code == 403
+    assert client.delete(f"/api/tasks/add/jobs/{job['id']}", headers=ADMIN_H).status_code == 200
+    trail = client.get("/api/audit", headers=ADMIN_H).json()
+    actions = [(e["action"], e["actor"], e["target"]) for e in trail]
+    assert ("job.create", "admin", "add") in actions and ("job.cancel", "admin", "add") in actions
+    assert not [a for a in actions if a[0].startswith("job.") and a[1] == "viewer"]
