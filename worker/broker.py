@@ -191,8 +191,8 @@ return 1
 #   the JSON of the attempt's details and result the return value's JSON ('' = none),
 #   n_slot job ids (their concurrency slots are freed).
 # A record already cancelled keeps that status. A finished job's record gets its TTL;
-# if a JobHandle.get() registered as a waiter (record field ``waiters``), one item is
-# pushed to the done list (same TTL), which wakes it.
+# if a JobHandle.get() registered as a waiter (record field ``waiters``), the done list
+# is set to one item, "status\nfin\nresult" (same TTL), which wakes it.
 # Returns how many items were no longer in the in-flight list (reclaimed meanwhile).
 SETTLE = (
     _TARGET
@@ -253,7 +253,11 @@ for _ = 1, n_rec do
     if final then
       redis.call('EXPIRE', KEYS[k0], ttl)
       if cw[2] then  -- someone waits in get(): wake them (fire-and-forget jobs skip this)
-        redis.call('RPUSH', KEYS[k0 + 1], st)
+        -- The item is the outcome itself (status, fin, result on three lines: JSON has
+        -- no raw newlines), so get() needs no second read; the only item, so a waiter
+        -- sees what the record says.
+        redis.call('DEL', KEYS[k0 + 1])
+        redis.call('RPUSH', KEYS[k0 + 1], st .. '\\n' .. fin .. '\\n' .. res)
         redis.call('EXPIRE', KEYS[k0 + 1], ttl)
       end
       if KEYS[k0 + 2] ~= KEYS[k0] and redis.call('GET', KEYS[k0 + 2]) == id then

@@ -93,6 +93,8 @@ class Worker:
         self.consumer_id = (
             s.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
+        # The constant middle of a finished job's record details, encoded once (_record).
+        self._fin_who = _FIN.encode({"consumer": self.consumer_id, "node": s.node_id})[1:-1]
         self.burst = s.worker_burst if burst is None else burst
         self.install_signals = install_signals
         self.pool_name = s.worker_pool
@@ -703,6 +705,19 @@ class Worker:
 
     def _record(self, job: protocol.Job, out: Outcome, status: str, now: float) -> RecordUpdate:
         """The job record's new state (gridq/jobs.py), written by the settle script."""
+        if status != "retrying" and not out.error_type:
+            # The common case (finished, no error) without a dict and an encoder pass:
+            # the same JSON _FIN writes (floats are written as repr() there too).
+            return RecordUpdate(
+                job.id,
+                status,
+                job.result_ttl or 1,
+                job.key,
+                float(job.unique_for or 0),
+                f'{{"attempts":{job.attempt + 1},"started_at":{now - out.duration!r},'
+                f'{self._fin_who},"finished_at":{now!r}}}',
+                (out.value if out.value is not None else "null") if status == "succeeded" else "",
+            )
         fin: dict[str, Any] = {
             "attempts": job.attempt + 1,
             "started_at": now - out.duration,
