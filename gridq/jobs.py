@@ -12,8 +12,8 @@ Every job enqueued through ``Queue.enqueue`` / ``Task.delay`` keeps a *record*, 
 * the worker's settle script, in the same batch that acknowledges the job: ``status``
   succeeded / retrying / dead / cancelled, ``fin`` (JSON: attempts, times, consumer,
   node, error fields; read back as fields of their own) and ``result`` (JSON); a finished job's record expires ``ttl``
-  seconds later and, if a ``get()`` registered (field ``waiters``), one item is pushed
-  to ``gridq:q:{Q}:done:<id>`` (same TTL);
+  seconds later and, if a ``get()`` registered (field ``waiters``), the list
+  ``gridq:q:{Q}:done:<id>`` is set to one item carrying the outcome (same TTL);
 * ``cancel()``: status cancelled at once, and the id in ``gridq:q:{Q}:cancelled``
   (a claim drops such a job without running it) and, if it runs, in
   ``gridq:q:{Q}:kill`` (its worker interrupts it, see worker/pools.py).
@@ -186,6 +186,18 @@ def _fields(raw: dict[Any, Any]) -> dict[str, str]:
     return rec
 
 
+def _outcome_item(item: bytes | str | None) -> dict[str, str] | None:
+    """The record's outcome fields from a done-list item the settle script wrote
+    (``status\\nfin\\nresult``, written with the record); None for other items (a bare
+    status: cancel(), workflows), which send get() to the record itself."""
+    if isinstance(item, str):
+        item = item.encode()
+    if not item or b"\n" not in item:
+        return None
+    st, fin, res = item.split(b"\n", 2)
+    return _fields({b"status": st, b"fin": fin, b"result": res})
+
+
 def _num(v: Any) -> float | None:
     t = _text(v)
     return float(t) if t not in (None, "") else None
@@ -331,10 +343,10 @@ class JobHandle:
                 raise TimeoutError(f"job {self.id} not done within {timeout:g} s")
             # A rotation, not a pop: every waiter sees the item, and it stays.
             try:
-                self._conn.blmove(done, done, max(wait, 0.01), "RIGHT", "LEFT")
+                item = self._conn.blmove(done, done, max(wait, 0.01), "RIGHT", "LEFT")
             except redis_timeout():
-                pass  # the socket's own timeout (unknown to _block_limit): read again
-            rec, _ = self._read()
+                item = None  # the socket's own timeout (unknown to _block_limit): read again
+            rec = _outcome_item(item) or self._read()[0]
 
     # --- control ----------------------------------------------------------------------
 

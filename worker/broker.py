@@ -183,16 +183,17 @@ return 1
 )
 
 # KEYS: queue, p1..p9, inflight, stats, delayed, dead, output (output may be a dummy),
-#   running, cancelled, kill, then per job record: record, done, unique key (the record
-#   again when the job has none), then one slots ZSET per concurrency slot to free.
+#   running, cancelled, kill, then per job record: record, done and, for a unique job
+#   only, its unique key; then one slots ZSET per concurrency slot to free.
 # ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_rec, n_slot, then
 #   n_ack acked items, n_result results, n_retry (old, new, due) triples,
-#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for, fin, result) with fin
+#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for ('' = not unique: no
+#   unique key given), fin, result) with fin
 #   the JSON of the attempt's details and result the return value's JSON ('' = none),
 #   n_slot job ids (their concurrency slots are freed).
 # A record already cancelled keeps that status. A finished job's record gets its TTL;
-# if a JobHandle.get() registered as a waiter (record field ``waiters``), one item is
-# pushed to the done list (same TTL), which wakes it.
+# if a JobHandle.get() registered as a waiter (record field ``waiters``), the done list
+# is set to one item, "status\nfin\nresult" (same TTL), which wakes it.
 # Returns how many items were no longer in the in-flight list (reclaimed meanwhile).
 SETTLE = (
     _TARGET
@@ -233,10 +234,11 @@ local unmark = {}  -- ids leaving the running hash: one HDEL for the batch
 for _ = 1, n_rec do
   local id, st, ttl, hold, fin, res =
     ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
-  -- KEYS[k]: the record, KEYS[k + 1]: its done list, KEYS[k + 2]: its unique key
+  -- KEYS[k]: the record, KEYS[k + 1]: its done list, KEYS[k + 2]: its unique key (only
+  -- for a unique job: its unique_for is given, '' otherwise)
   local k0 = k
   i = i + 6
-  k = k + 3
+  if hold then k = k + 3 else k = k + 2 end
   unmark[#unmark + 1] = id
   local final = st == 'succeeded' or st == 'dead' or st == 'cancelled'
   local cw = redis.call('HMGET', KEYS[k0], 'status', 'waiters')
@@ -253,10 +255,14 @@ for _ = 1, n_rec do
     if final then
       redis.call('EXPIRE', KEYS[k0], ttl)
       if cw[2] then  -- someone waits in get(): wake them (fire-and-forget jobs skip this)
-        redis.call('RPUSH', KEYS[k0 + 1], st)
+        -- The item is the outcome itself (status, fin, result on three lines: JSON has
+        -- no raw newlines), so get() needs no second read; the only item, so a waiter
+        -- sees what the record says.
+        redis.call('DEL', KEYS[k0 + 1])
+        redis.call('RPUSH', KEYS[k0 + 1], st .. '\\n' .. fin .. '\\n' .. res)
         redis.call('EXPIRE', KEYS[k0 + 1], ttl)
       end
-      if KEYS[k0 + 2] ~= KEYS[k0] and redis.call('GET', KEYS[k0 + 2]) == id then
+      if hold and redis.call('GET', KEYS[k0 + 2]) == id then
         if hold > 0 then
           redis.call('EXPIRE', KEYS[k0 + 2], math.ceil(hold))
         else
@@ -587,10 +593,13 @@ class Broker:
             args.extend((old, dead_rec))
         rec_keys: list[str] = []
         for r in s.records:
-            args.extend((r.job_id, r.status, r.ttl, repr(r.unique_for), r.fin, r.result))
-            job_key = self.k.job(r.job_id)
-            unique = self.k.unique(r.key) if r.key else job_key
-            rec_keys += [job_key, self.k.done(r.job_id), unique]
+            # The unique key (and unique_for) only for a unique job: one key less for most.
+            if r.key:
+                args.extend((r.job_id, r.status, r.ttl, repr(r.unique_for), r.fin, r.result))
+                rec_keys += [self.k.job(r.job_id), self.k.done(r.job_id), self.k.unique(r.key)]
+            else:
+                args.extend((r.job_id, r.status, r.ttl, "", r.fin, r.result))
+                rec_keys += [self.k.job(r.job_id), self.k.done(r.job_id)]
         for task, job_id in s.slots:
             rec_keys.append(self.k.slots(task))
             args.append(job_id)

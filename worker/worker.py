@@ -93,6 +93,8 @@ class Worker:
         self.consumer_id = (
             s.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
+        # The constant middle of a finished job's record details, encoded once (_record).
+        self._fin_who = _FIN.encode({"consumer": self.consumer_id, "node": s.node_id})[1:-1]
         self.burst = s.worker_burst if burst is None else burst
         self.install_signals = install_signals
         self.pool_name = s.worker_pool
@@ -703,29 +705,32 @@ class Worker:
 
     def _record(self, job: protocol.Job, out: Outcome, status: str, now: float) -> RecordUpdate:
         """The job record's new state (gridq/jobs.py), written by the settle script."""
-        fin: dict[str, Any] = {
-            "attempts": job.attempt + 1,
-            "started_at": now - out.duration,
-            "consumer": self.consumer_id,
-            "node": self.settings.node_id,
-        }
-        if status != "retrying":
-            fin["finished_at"] = now
         result = ""
         if status == "succeeded":
             result = out.value if out.value is not None else "null"
-        elif out.error_type:
-            fin["error_type"] = out.error_type
-            fin["error"] = out.message
-            fin["traceback"] = out.traceback
+        if status != "retrying" and not out.error_type:
+            # The common case (finished, no error) without a dict and an encoder pass:
+            # the same JSON _FIN writes (floats are written as repr() there too).
+            fin = (
+                f'{{"attempts":{job.attempt + 1},"started_at":{now - out.duration!r},'
+                f'{self._fin_who},"finished_at":{now!r}}}'
+            )
+        else:
+            details: dict[str, Any] = {
+                "attempts": job.attempt + 1,
+                "started_at": now - out.duration,
+                "consumer": self.consumer_id,
+                "node": self.settings.node_id,
+            }
+            if status != "retrying":
+                details["finished_at"] = now
+            if status != "succeeded" and out.error_type:
+                details["error_type"] = out.error_type
+                details["error"] = out.message
+                details["traceback"] = out.traceback
+            fin = _FIN.encode(details)
         return RecordUpdate(
-            job.id,
-            status,
-            job.result_ttl or 1,
-            job.key,
-            float(job.unique_for or 0),
-            _FIN.encode(fin),
-            result,
+            job.id, status, job.result_ttl or 1, job.key, float(job.unique_for or 0), fin, result
         )
 
     @staticmethod
