@@ -27,8 +27,10 @@ USER_PREFIX = "gridq-task-"
 # MULTI/EXEC: transactional pipelines. CLIENT SETNAME/SETINFO: redis-py on connect
 # (SETINFO does not exist before Redis 7.2: dropped there, see _setuser).
 WORKER_COMMANDS = (
-    # connection
-    "ping", "hello", "client|setname", "client|setinfo", "select",
+    # connection (redis-py 8 sends CLIENT MAINT_NOTIFICATIONS and SETINFO on connect;
+    # servers that lack a subcommand drop it below)
+    "ping", "hello", "client|setname", "client|setinfo", "client|maint_notifications",
+    "select",
     # scripts: the broker's Lua (EVALSHA, with SCRIPT LOAD/EVAL when the cache is cold)
     "evalsha", "eval", "script|load", "script|exists",
     # lists: queue, priority lists, in-flight lists, dead letters, output queue

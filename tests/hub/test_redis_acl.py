@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from hub_helpers import ADMIN_H, heartbeat, register, task_body
 
 from gridq.queue import Queue
+from gridq.redisurl import client
 from tests.support import wait_for
 from tests.worker.conftest import spawn_worker
 
@@ -41,7 +42,8 @@ def worker_env(client: TestClient) -> dict[str, str]:
 
 
 def as_user(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5)
+    # gridq's own client factory, as the worker connects (no CLIENT SETINFO: see it).
+    return client(url, timeout=5)
 
 
 def refused(fn: Callable[[], Any]) -> str:
