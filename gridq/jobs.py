@@ -10,10 +10,12 @@ Every job enqueued through ``Queue.enqueue`` / ``Task.delay`` keeps a *record*, 
   (the record itself is not touched: a claim does not know its ids in advance, and Lua
   never builds key names). ``status()`` reads the two together;
 * the worker's settle script, in the same batch that acknowledges the job: ``status``
-  succeeded / retrying / dead / cancelled, ``fin`` (JSON: attempts, times, consumer,
-  node, error fields; read back as fields of their own) and ``result`` (JSON); a finished job's record expires ``ttl``
-  seconds later and, if a ``get()`` registered (field ``waiters``), the list
-  ``gridq:q:{Q}:done:<id>`` is set to one item carrying the outcome (same TTL);
+  succeeded / retrying / dead / cancelled, ``attempts``, ``started_at``,
+  ``finished_at``, ``consumer``, ``node``, ``result`` (JSON) and after a failure
+  ``error_type``, ``error``, ``traceback``; a finished job's record expires ``ttl``
+  seconds later and, if a ``get()`` waits for it (its id in the ZSET
+  ``gridq:q:{Q}:waiting``), the list ``gridq:q:{Q}:done:<id>`` is set to one item
+  carrying the outcome (same TTL);
 * ``cancel()``: status cancelled at once, and the id in ``gridq:q:{Q}:cancelled``
   (a claim drops such a job without running it) and, if it runs, in
   ``gridq:q:{Q}:kill`` (its worker interrupts it, see worker/pools.py).
@@ -54,6 +56,9 @@ _ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,200}$")
 # How long one BLMOVE blocks before get() checks the record again (a bound on a
 # missed wake-up, not a poll interval: the wake-up itself is immediate).
 _WAIT_CHUNK = 30.0
+# A get()'s registration outlives its BLMOVE by this much (a slow round trip must not
+# drop it while it blocks).
+_WAIT_SLACK = 60.0
 
 
 class JobFailed(GridqError):
@@ -142,7 +147,8 @@ end
 return ARGV[2]
 """
 
-# KEYS: record, cancelled, kill, running, done, unique key (or the record when none).
+# KEYS: record, cancelled, kill, running, done, unique key (or the record when none),
+#   waiting.
 # ARGV: id, now. Returns 0 (finished or unknown: nothing to do), 1 (will never start),
 # 2 (running: its worker is told to interrupt it).
 CANCEL = """
@@ -161,6 +167,7 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('RPUSH', KEYS[5], 'cancelled')
 redis.call('EXPIRE', KEYS[5], ttl)
+redis.call('ZREM', KEYS[7], ARGV[1])
 if KEYS[6] ~= KEYS[1] and redis.call('GET', KEYS[6]) == ARGV[1] then
   local hold = tonumber(rec[3]) or 0
   if hold > 0 then redis.call('EXPIRE', KEYS[6], math.ceil(hold)) else redis.call('DEL', KEYS[6]) end
@@ -176,8 +183,8 @@ def _text(v: Any) -> str | None:
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:
-    """A record as text; the settle script's ``fin`` (JSON of the last attempt's
-    details) is spread into fields of its own."""
+    """A record as text. Records an earlier gridq wrote kept the last try in one JSON
+    field ``fin``: it is spread into fields of its own (such records expire in a day)."""
     rec = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
     fin = rec.pop("fin", None)
     if fin:
@@ -188,14 +195,18 @@ def _fields(raw: dict[Any, Any]) -> dict[str, str]:
 
 def _outcome_item(item: bytes | str | None) -> dict[str, str] | None:
     """The record's outcome fields from a done-list item the settle script wrote
-    (``status\\nfin\\nresult``, written with the record); None for other items (a bare
-    status: cancel(), workflows), which send get() to the record itself."""
+    (``status\nattempts\nresult\nerr``, written with the record); None for other
+    items (a bare status: cancel(), workflows), which send get() to the record itself."""
     if isinstance(item, str):
         item = item.encode()
-    if not item or b"\n" not in item:
+    parts = item.split(b"\n", 3) if item else []
+    if len(parts) != 4:
         return None
-    st, fin, res = item.split(b"\n", 2)
-    return _fields({b"status": st, b"fin": fin, b"result": res})
+    st, attempts, res, err = (p.decode() for p in parts)
+    rec = {"status": st, "attempts": attempts, "result": res}
+    if err:
+        rec["error_type"], rec["error"], rec["traceback"] = json.loads(err)
+    return rec
 
 
 def _num(v: Any) -> float | None:
@@ -322,19 +333,11 @@ class JobHandle:
         end = None if timeout is None else time.monotonic() + timeout
         done = self._keys.done(self.id)
         chunk = _block_limit(self._conn)
-        # Register as a waiter and read the record in one transaction: the settle script
-        # (atomic) either ran before (we see the job finished) or runs after and, seeing
-        # a waiter, pushes to the done list we block on.
-        pipe = self._conn.pipeline(transaction=True)
-        pipe.hincrby(self._keys.job(self.id), "waiters", 1)
-        pipe.hgetall(self._keys.job(self.id))
-        _, raw = pipe.execute()
-        rec = _fields(raw)
-        if not rec.get("status"):
-            self._conn.delete(self._keys.job(self.id))  # no record: the waiter made this key
+        rec = self._watch(chunk)
         while True:
             st = rec.get("status")
             if not st:
+                self._conn.zrem(self._keys.waiting, self.id)
                 raise JobUnknown(f"no record of job {self.id} in queue {self.queue!r}")
             if st in TERMINAL:
                 return self._outcome(rec)
@@ -346,7 +349,24 @@ class JobHandle:
                 item = self._conn.blmove(done, done, max(wait, 0.01), "RIGHT", "LEFT")
             except redis_timeout():
                 item = None  # the socket's own timeout (unknown to _block_limit): read again
-            rec = _outcome_item(item) or self._read()[0]
+            rec = _outcome_item(item) or self._watch(chunk)
+
+    def _watch(self, wait: float) -> dict[str, str]:
+        """Register as waiting for the next ``wait`` seconds and read the record, in one
+        transaction: the settle script (atomic) either ran before (the record says the
+        job finished) or runs after and, seeing the id in the waiting ZSET, pushes to
+        the done list get() blocks on. Entries of waiters that went away lapse: each
+        registration drops those past their time."""
+        k = self._keys
+        now = time.time()
+        pipe = self._conn.pipeline(transaction=True)
+        pipe.zremrangebyscore(k.waiting, "-inf", now)
+        pipe.zadd(k.waiting, {self.id: now + wait + _WAIT_SLACK})
+        pipe.hgetall(k.job(self.id))
+        rec = _fields(pipe.execute()[-1])
+        if rec.get("status") in TERMINAL:
+            self._conn.zrem(k.waiting, self.id)  # finished before we looked: nothing to wake
+        return rec
 
     # --- control ----------------------------------------------------------------------
 
@@ -358,13 +378,14 @@ class JobHandle:
         unique = k.unique(key) if key else k.job(self.id)
         res = self._conn.eval(
             CANCEL,
-            6,
+            7,
             k.job(self.id),
             k.cancelled,
             k.kill,
             k.running,
             k.done(self.id),
             unique,
+            k.waiting,
             self.id,
             repr(time.time()),
         )

@@ -118,6 +118,12 @@ class QueueKeys:
         """SET: ids of running jobs whose cancel a worker still has to carry out."""
         return f"{self._base}:kill"
 
+    @property
+    def waiting(self) -> str:
+        """ZSET: job id -> unix time until which a JobHandle.get() waits for it (the
+        settle wakes only these; stale entries are dropped by the next get())."""
+        return f"{self._base}:waiting"
+
     def rate(self, task: str) -> str:
         """HASH: a rate-limited task's schedule (tat: next start allowed; horizon: next
         free slot for a parked job), shared by every worker of the queue."""
@@ -239,6 +245,7 @@ def all_documented() -> list[str]:
         q.running,
         q.cancelled,
         q.kill,
+        q.waiting,
         q.rate("<task>"),
         q.slots("<task>"),
         q.wf("<wf>"),

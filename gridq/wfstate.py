@@ -39,7 +39,8 @@ CHAIN, CHORD, GROUP = "chain", "chord", "group"
 WAITING = jobs.WAITING
 
 # KEYS: barrier, done SET, results HASH, target list, record of the job it fires, that
-#   record's done list. ARGV: member index, value (JSON), now.
+#   record's done list, its queue's waiting ZSET. ARGV: member index, value (JSON), now,
+#   the fired job's id.
 # Returns -1 (no such barrier: expired), 0 (waits for more), 1 (fired now), 2 (fired before).
 STEP = """
 local meta = redis.call('HMGET', KEYS[1], 'n', 'mode', 'head', 'tail1', 'tail2', 'ttl')
@@ -67,13 +68,13 @@ else
   end
   vals = '[' .. table.concat(parts, ',') .. ']'
 end
-local cw = redis.call('HMGET', KEYS[5], 'status', 'waiters')
+local cur = redis.call('HGET', KEYS[5], 'status')
 if meta[2] == 'group' then
-  if cw[1] ~= 'cancelled' then
+  if cur ~= 'cancelled' then
     redis.call('HSET', KEYS[5], 'status', 'succeeded', 'result', vals, 'finished_at', ARGV[3],
       'attempts', 1)
     redis.call('EXPIRE', KEYS[5], ttl)
-    if cw[2] then
+    if redis.call('ZREM', KEYS[7], ARGV[4]) == 1 then  -- a get() waits for it
       redis.call('RPUSH', KEYS[6], 'succeeded')
       redis.call('EXPIRE', KEYS[6], ttl)
     end
@@ -81,24 +82,25 @@ if meta[2] == 'group' then
   return 1
 end
 redis.call('LPUSH', KEYS[4], meta[3] .. vals .. meta[4] .. ARGV[3] .. meta[5])
-if cw[1] ~= 'cancelled' then
+if cur ~= 'cancelled' then
   redis.call('HSET', KEYS[5], 'status', 'queued', 'enqueued_at', ARGV[3])
   redis.call('EXPIRE', KEYS[5], ttl)
 end
 return 1
 """
 
-# KEYS: a chain's final job record, its done list. ARGV: now, error_type, error.
+# KEYS: a chain's final job record, its done list, its queue's waiting ZSET.
+# ARGV: now, error_type, error, the final job's id.
 # A chain step went dead: the chain's final job will never run; its record says why.
 FAIL = """
-local cw = redis.call('HMGET', KEYS[1], 'status', 'waiters', 'ttl')
+local cw = redis.call('HMGET', KEYS[1], 'status', 'ttl')
 local st = cw[1]
 if not st or st == 'succeeded' or st == 'dead' or st == 'cancelled' then return 0 end
-local ttl = tonumber(cw[3]) or 86400
+local ttl = tonumber(cw[2]) or 86400
 redis.call('HSET', KEYS[1], 'status', 'dead', 'error_type', ARGV[2], 'error', ARGV[3],
   'finished_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ttl)
-if cw[2] then
+if redis.call('ZREM', KEYS[3], ARGV[4]) == 1 then
   redis.call('RPUSH', KEYS[2], 'dead')
   redis.call('EXPIRE', KEYS[2], ttl)
 end
@@ -125,7 +127,8 @@ def _plan(st: Step, now: str) -> tuple[str, list[str], list[str], str] | None:
         fq, fid = wf["f"]
         fk = QueueKeys(str(fq))
         msg = f"chain step {wf.get('i', '?')} failed: {st.error}"
-        return FAIL, [fk.job(str(fid)), fk.done(str(fid))], [now, st.error_type, msg], ""
+        keys = [fk.job(str(fid)), fk.done(str(fid)), fk.waiting]
+        return FAIL, keys, [now, st.error_type, msg, str(fid)], ""
     if "s" not in wf:
         return None  # a chord callback or a chain's last step: its own record is enough
     k = QueueKeys(str(wf["q"]))
@@ -134,7 +137,9 @@ def _plan(st: Step, now: str) -> tuple[str, list[str], list[str], str] | None:
     target = k.priority(prio) if 1 <= prio <= 9 else k.pending
     value = st.value if st.ok else Failure(st.error_type, st.error).to_json()
     keys = [k.wf(stage), k.wf_done(stage), k.wf_results(stage), target, k.job(nxt), k.done(nxt)]
-    return STEP, keys, [str(int(wf["i"])), value or "null", now], f"{k.name}/{stage}"
+    keys.append(k.waiting)
+    args = [str(int(wf["i"])), value or "null", now, nxt]
+    return STEP, keys, args, f"{k.name}/{stage}"
 
 
 def report(conn: redis.Redis, steps: Sequence[Step]) -> None:

@@ -29,7 +29,9 @@ SCRIPTS = {
     "schedule_push.PUSH_ONCE": schedule_push.PUSH_ONCE,
 }
 _CALL = re.compile(r"redis\.call\('(\w+)',\s*([^,)]+)")
-_FROM_KEYS = re.compile(r"local ([\w, ]+) =\s*(KEYS\[\d+\](?:,\s*KEYS\[\d+\])*)")
+# ``local a, b = KEYS[11], KEYS[k + 1]``: variables that hold keys (the index may be
+# a counter over the per-job keys).
+_FROM_KEYS = re.compile(r"local ([\w, ]+) =\s*(KEYS\[[\w +]+\](?:,\s*KEYS\[[\w +]+\])*)")
 
 
 def test_every_script_is_audited() -> None:

@@ -113,6 +113,8 @@ local out = {}
 local dropped = {}
 local marks = {}  -- id, stamp, ...: one HSET of the running hash for the whole batch
 local stamp = ARGV[2] .. ' ' .. ARGV[3]
+-- Almost always empty: one SCARD spares a SREM per job.
+local any_cancelled = redis.call('SCARD', KEYS[15]) > 0
 for i = 10, 1, -1 do
   if n <= 0 then break end
   local got = redis.call('RPOP', KEYS[i], n)
@@ -120,7 +122,7 @@ for i = 10, 1, -1 do
     for _, item in ipairs(got) do
       local id = rec_id(item)
       local park = 0
-      if id and redis.call('SREM', KEYS[15], id) == 1 then
+      if id and any_cancelled and redis.call('SREM', KEYS[15], id) == 1 then
         redis.call('SREM', KEYS[17], id)
         dropped[#dropped + 1] = item
       else
@@ -183,29 +185,37 @@ return 1
 )
 
 # KEYS: queue, p1..p9, inflight, stats, delayed, dead, output (output may be a dummy),
-#   running, cancelled, kill, then per job record: record, done and, for a unique job
-#   only, its unique key; then one slots ZSET per concurrency slot to free.
-# ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_rec, n_slot, then
-#   n_ack acked items, n_result results, n_retry (old, new, due) triples,
-#   n_dead (old, record) pairs, n_rec (id, status, ttl, unique_for ('' = not unique: no
-#   unique key given), fin, result) with fin
-#   the JSON of the attempt's details and result the return value's JSON ('' = none),
-#   n_slot job ids (their concurrency slots are freed).
-# A record already cancelled keeps that status. A finished job's record gets its TTL;
-# if a JobHandle.get() registered as a waiter (record field ``waiters``), the done list
-# is set to one item, "status\nfin\nresult" (same TTL), which wakes it.
+#   running, cancelled, kill, waiting, then per job record: record, done and, for a
+#   unique job only, its unique key; then one slots ZSET per concurrency slot to free.
+# ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_runs, n_slot, consumer, node,
+#   then n_ack acked items, n_result results, n_retry (old, new, due) triples,
+#   n_dead (old, record) pairs, n_runs runs of records, n_slot job ids (their
+#   concurrency slots are freed). A run is records that share everything but their job:
+#   (count, status, ttl, unique_for ('' = not unique: no unique key given), attempts,
+#   finished_at ('' while retrying), err ('' or the JSON array [error_type, error,
+#   traceback])), then per record (id, started_at, result (JSON, '' = none)). A batch
+#   of successes is one run: three values a job, not nine.
+# A cancelled job's record (its id still in the cancelled set) keeps that status; an
+# expired record is never recreated (EXPIRE answers 0). A finished job's record gets
+# its TTL; if a JobHandle.get() waits for it (the waiting ZSET), the done list is set
+# to one item, "status\nattempts\nresult\nerr" (same TTL), which wakes it.
+# Per job that is one EXPIRE and one HSET: the cancelled and waiting sets are looked
+# at once per batch (both are nearly always empty), and every value the HSET writes
+# is short, so the record stays a listpack (a field over 64 bytes would turn it into
+# a hashtable: twice the time, 2.5 times the memory).
 # Returns how many items were no longer in the in-flight list (reclaimed meanwhile).
 SETTLE = (
     _TARGET
     + """
 local now = tonumber(ARGV[1])
-local n_ack, n_res, n_retry, n_dead, n_failed, n_rec = tonumber(ARGV[2]), tonumber(ARGV[3]),
+local n_ack, n_res, n_retry, n_dead, n_failed, n_runs = tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local inflight, stats, delayed, dead, output = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local running, cancelled, kill = KEYS[16], KEYS[17], KEYS[18]
+local running, cancelled, kill, waiting = KEYS[16], KEYS[17], KEYS[18], KEYS[19]
 local n_slot = tonumber(ARGV[8])
+local consumer, node = ARGV[9], ARGV[10]
 local missing = 0
-local i = 9
+local i = 11
 for _ = 1, n_ack do
   if redis.call('LREM', inflight, -1, ARGV[i]) == 0 then missing = missing + 1 end
   i = i + 1
@@ -229,44 +239,59 @@ for _ = 1, n_dead do
   redis.call('LPUSH', dead, ARGV[i + 1])
   i = i + 2
 end
-local k = 19
+local k = 20
 local unmark = {}  -- ids leaving the running hash: one HDEL for the batch
-for _ = 1, n_rec do
-  local id, st, ttl, hold, fin, res =
-    ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
-  -- KEYS[k]: the record, KEYS[k + 1]: its done list, KEYS[k + 2]: its unique key (only
-  -- for a unique job: its unique_for is given, '' otherwise)
-  local k0 = k
-  i = i + 6
-  if hold then k = k + 3 else k = k + 2 end
-  unmark[#unmark + 1] = id
+local any_cancelled, any_waiting = false, false
+if n_runs > 0 then
+  any_cancelled = redis.call('SCARD', cancelled) > 0
+  any_waiting = redis.call('ZCARD', waiting) > 0
+end
+for _ = 1, n_runs do
+  local cnt, st, ttl, hold, att, fin, err = tonumber(ARGV[i]), ARGV[i + 1],
+    tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  i = i + 7
   local final = st == 'succeeded' or st == 'dead' or st == 'cancelled'
-  local cw = redis.call('HMGET', KEYS[k0], 'status', 'waiters')
-  local cur = cw[1]
-  if cur == 'cancelled' then
-    redis.call('SREM', kill, id)
-    if final then redis.call('SREM', cancelled, id) end
-  elseif cur then
-    if res ~= '' then
-      redis.call('HSET', KEYS[k0], 'status', st, 'fin', fin, 'result', res)
-    else
-      redis.call('HSET', KEYS[k0], 'status', st, 'fin', fin)
-    end
-    if final then
-      redis.call('EXPIRE', KEYS[k0], ttl)
-      if cw[2] then  -- someone waits in get(): wake them (fire-and-forget jobs skip this)
-        -- The item is the outcome itself (status, fin, result on three lines: JSON has
-        -- no raw newlines), so get() needs no second read; the only item, so a waiter
-        -- sees what the record says.
-        redis.call('DEL', KEYS[k0 + 1])
-        redis.call('RPUSH', KEYS[k0 + 1], st .. '\\n' .. fin .. '\\n' .. res)
-        redis.call('EXPIRE', KEYS[k0 + 1], ttl)
+  local e = err ~= '' and cjson.decode(err)
+  for _ = 1, cnt do
+    local id, started, res = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    -- KEYS[k]: the record, KEYS[k + 1]: its done list, KEYS[k + 2]: its unique key
+    -- (only in a run of unique jobs: its unique_for is given, '' otherwise)
+    local rec, done, ukey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    i = i + 3
+    if hold then k = k + 3 else k = k + 2 end
+    unmark[#unmark + 1] = id
+    if any_cancelled and redis.call('SISMEMBER', cancelled, id) == 1 then
+      redis.call('SREM', kill, id)
+      if final then redis.call('SREM', cancelled, id) end
+    elseif (final and redis.call('EXPIRE', rec, ttl) == 1)
+        or (not final and redis.call('EXISTS', rec) == 1) then
+      local f = {'status', st, 'attempts', att, 'consumer', consumer, 'node', node,
+        'started_at', started}
+      if final then f[11] = 'finished_at'; f[12] = fin end
+      if res ~= '' then f[#f + 1] = 'result'; f[#f + 1] = res end
+      if e then
+        f[#f + 1] = 'error_type'; f[#f + 1] = e[1]
+        f[#f + 1] = 'error'; f[#f + 1] = e[2]
+        f[#f + 1] = 'traceback'; f[#f + 1] = e[3]
+      elseif att ~= '1' then  -- a later try succeeded: the earlier failure is not its outcome
+        redis.call('HDEL', rec, 'error_type', 'error', 'traceback')
       end
-      if hold and redis.call('GET', KEYS[k0 + 2]) == id then
-        if hold > 0 then
-          redis.call('EXPIRE', KEYS[k0 + 2], math.ceil(hold))
-        else
-          redis.call('DEL', KEYS[k0 + 2])
+      redis.call('HSET', rec, unpack(f))
+      if final then
+        if any_waiting and redis.call('ZREM', waiting, id) == 1 then
+          -- Someone waits in get(): the item is the outcome itself (no raw newlines in
+          -- JSON), so get() needs no second read; the only item, so every waiter sees
+          -- what the record says. Fire-and-forget jobs skip this.
+          redis.call('DEL', done)
+          redis.call('RPUSH', done, st .. '\\n' .. att .. '\\n' .. res .. '\\n' .. err)
+          redis.call('EXPIRE', done, ttl)
+        end
+        if hold and redis.call('GET', ukey) == id then
+          if hold > 0 then
+            redis.call('EXPIRE', ukey, math.ceil(hold))
+          else
+            redis.call('DEL', ukey)
+          end
         end
       end
     end
@@ -377,8 +402,11 @@ class RecordUpdate:
     ttl: int
     key: str | None  # unique key to release when the job is finished
     unique_for: float
-    fin: str  # JSON: attempts, started_at, finished_at, consumer, node, error fields
+    attempts: int
+    started_at: str  # unix time, repr()
+    finished_at: str  # unix time, repr(): the batch's; "" while retrying
     result: str  # the return value as JSON; "" when there is none
+    err: str  # "" or the JSON array [error_type, error, traceback]
 
 
 @dataclass(slots=True)
@@ -395,6 +423,31 @@ class Settlement:
 
     def __len__(self) -> int:
         return len(self.acks) + len(self.retries) + len(self.deads)
+
+
+def _runs(records: list[RecordUpdate]) -> list[list[RecordUpdate]]:
+    """Records in runs of neighbours that share everything the settle script takes
+    once per run (status, TTL, uniqueness, attempts, error)."""
+    runs: list[list[RecordUpdate]] = []
+    prev: RecordUpdate | None = None
+    for r in records:
+        if prev is None or not _same_run(prev, r):
+            runs.append([])
+        runs[-1].append(r)
+        prev = r
+    return runs
+
+
+def _same_run(a: RecordUpdate, b: RecordUpdate) -> bool:
+    return (
+        a.status == b.status
+        and a.ttl == b.ttl
+        and a.attempts == b.attempts
+        and a.finished_at == b.finished_at
+        and a.err == b.err
+        and (a.key is None) == (b.key is None)
+        and a.unique_for == b.unique_for
+    )
 
 
 def make_client(url: str) -> redis.Redis:
@@ -424,8 +477,10 @@ class Broker:
         limits: Sequence[Limit] = (),
         min_replicas: int = 0,
         out_min_replicas: int | None = None,
+        node: str = "",
     ) -> None:
         self.conn = conn
+        self.node = node  # written into the records of the jobs this consumer ran
         # Replicas each settle batch waits for (one WAIT per batch; gridq/durability.py).
         self.min_replicas = min_replicas
         self.out_min_replicas = min_replicas if out_min_replicas is None else out_min_replicas
@@ -575,6 +630,7 @@ class Broker:
                 exc.gridq_output = True  # type: ignore[attr-defined]  # tells which URL failed
                 raise
             results = []
+        runs = _runs(s.records)
         args: list[bytes | str | float | int] = [
             repr(time.time()),
             len(s.acks),
@@ -582,8 +638,10 @@ class Broker:
             len(s.retries),
             len(s.deads),
             s.failed,
-            len(s.records),
+            len(runs),
             len(s.slots),
+            self.consumer_id,
+            self.node,
         ]
         args.extend(s.acks)
         args.extend(results)
@@ -592,14 +650,15 @@ class Broker:
         for old, dead_rec in s.deads:
             args.extend((old, dead_rec))
         rec_keys: list[str] = []
-        for r in s.records:
-            # The unique key (and unique_for) only for a unique job: one key less for most.
-            if r.key:
-                args.extend((r.job_id, r.status, r.ttl, repr(r.unique_for), r.fin, r.result))
-                rec_keys += [self.k.job(r.job_id), self.k.done(r.job_id), self.k.unique(r.key)]
-            else:
-                args.extend((r.job_id, r.status, r.ttl, "", r.fin, r.result))
+        for run in runs:
+            r = run[0]
+            hold = repr(r.unique_for) if r.key else ""
+            args.extend((len(run), r.status, r.ttl, hold, r.attempts, r.finished_at, r.err))
+            for r in run:
+                args.extend((r.job_id, r.started_at, r.result))
                 rec_keys += [self.k.job(r.job_id), self.k.done(r.job_id)]
+                if r.key:
+                    rec_keys.append(self.k.unique(r.key))
         for task, job_id in s.slots:
             rec_keys.append(self.k.slots(task))
             args.append(job_id)
@@ -617,6 +676,7 @@ class Broker:
             self.k.running,
             self.k.cancelled,
             self.k.kill,
+            self.k.waiting,
             *rec_keys,
         ]
         missing = durability.replicated(

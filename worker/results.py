@@ -108,7 +108,8 @@ def succeeded(job: protocol.Job, value: Any, started: float, want_result: bool) 
             data = protocol.raw_result(value)
         else:
             data = protocol.result_object(job, "ok", result=value)
-    kept = (_VALUE.encode(value) if value is not None else "null") if job.result_ttl else None
+    # None keeps no result field at all (a reader sees None either way).
+    kept = _VALUE.encode(value) if value is not None and job.result_ttl else None
     return Outcome(OK, task_label(job), time.perf_counter() - started, result=data, value=kept)
 
 

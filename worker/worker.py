@@ -93,8 +93,6 @@ class Worker:
         self.consumer_id = (
             s.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
-        # The constant middle of a finished job's record details, encoded once (_record).
-        self._fin_who = _FIN.encode({"consumer": self.consumer_id, "node": s.node_id})[1:-1]
         self.burst = s.worker_burst if burst is None else burst
         self.install_signals = install_signals
         self.pool_name = s.worker_pool
@@ -190,6 +188,7 @@ class Worker:
             out_min_replicas=durability.min_replicas(
                 self.output_url, self.settings.redis_min_replicas
             ),
+            node=self.settings.node_id,
         )
         # The lease exists before the first claim, so no claimed job is ever unleased.
         b.heartbeat()
@@ -608,6 +607,7 @@ class Worker:
         hooks: list[tuple[str, tuple[Any, ...]]] = []
         want_result = self.output_queue is not None
         now = time.time()
+        now_s = repr(now)
         wf_steps: list[wfstate.Step] = []  # finished workflow members (docs/workflows.md)
         for d, out in batch:
             job = d.job
@@ -643,7 +643,7 @@ class Worker:
                     hooks.append(("on_failed", (job, out.task, decision.reason, out.duration)))
                     status = "dead"
             if job is not None and job.result_ttl:
-                s.records.append(self._record(job, out, status, now))
+                s.records.append(self._record(job, out, status, now, now_s))
                 if job.wf is not None and status != "retrying":
                     wf_steps.append(_wf_step(job.wf, status, out))
             if job is not None and job.task in self._slot_tasks:
@@ -703,34 +703,27 @@ class Worker:
             attempts=(job.attempt + 1) if job and out.kind != DEAD else 0,
         )
 
-    def _record(self, job: protocol.Job, out: Outcome, status: str, now: float) -> RecordUpdate:
-        """The job record's new state (gridq/jobs.py), written by the settle script."""
-        result = ""
-        if status == "succeeded":
-            result = out.value if out.value is not None else "null"
-        if status != "retrying" and not out.error_type:
-            # The common case (finished, no error) without a dict and an encoder pass:
-            # the same JSON _FIN writes (floats are written as repr() there too).
-            fin = (
-                f'{{"attempts":{job.attempt + 1},"started_at":{now - out.duration!r},'
-                f'{self._fin_who},"finished_at":{now!r}}}'
-            )
-        else:
-            details: dict[str, Any] = {
-                "attempts": job.attempt + 1,
-                "started_at": now - out.duration,
-                "consumer": self.consumer_id,
-                "node": self.settings.node_id,
-            }
-            if status != "retrying":
-                details["finished_at"] = now
-            if status != "succeeded" and out.error_type:
-                details["error_type"] = out.error_type
-                details["error"] = out.message
-                details["traceback"] = out.traceback
-            fin = _FIN.encode(details)
+    def _record(
+        self, job: protocol.Job, out: Outcome, status: str, now: float, now_s: str
+    ) -> RecordUpdate:
+        """The job record's new state (gridq/jobs.py), written by the settle script; the
+        consumer and node are the batch's, added there. ``now_s``: repr(now), once a batch."""
+        result = (out.value or "") if status == "succeeded" else ""
+        err = ""
+        if status != "succeeded" and out.error_type:
+            # Strings only: the settle script hands these to HSET as they are.
+            err = _ERR.encode([str(out.error_type), out.message or "", out.traceback or ""])
         return RecordUpdate(
-            job.id, status, job.result_ttl or 1, job.key, float(job.unique_for or 0), fin, result
+            job.id,
+            status,
+            job.result_ttl or 1,
+            job.key,
+            float(job.unique_for or 0),
+            job.attempt + 1,
+            repr(now - out.duration),
+            "" if status == "retrying" else now_s,
+            result,
+            err,
         )
 
     @staticmethod
@@ -781,7 +774,7 @@ class Worker:
                 next_beat = time.monotonic()  # renew as soon as Redis is back
 
 
-_FIN = json.JSONEncoder(separators=(",", ":"), default=str)
+_ERR = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def _wf_step(wf: dict[str, Any], status: str, out: Outcome) -> wfstate.Step:

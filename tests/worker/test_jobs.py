@@ -105,6 +105,50 @@ def test_dead_job_error_through_get(redis_conn, redis_url, start_worker):
     assert h.status() == "dead"
 
 
+def test_records_stay_compact_and_only_waited_jobs_get_a_done_list(
+    redis_conn, redis_url, start_worker
+):
+    """What the settle writes (docs/protocol.md "Job records"): short values, so the
+    record stays a listpack; a None return keeps no result field; the done list and
+    the waiting entry exist only for a job a get() waited for; a later successful try
+    leaves no error fields of the failed one behind."""
+    app = make_app(redis_url)
+    k = Queue(redis_conn, Q).keys
+    tries: list[int] = []
+
+    @app.task
+    def noop() -> None:
+        return None
+
+    @app.task(retries=1, backoff=0.05)
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ValueError("first try fails")
+        return "ok"
+
+    quiet = noop.delay()
+    waited = noop.delay()
+    second = flaky.delay()
+    start_worker(app, worker_pool="threads")
+    assert waited.get(timeout=20) is None
+    assert second.get(timeout=20) == "ok"
+    wait_for(lambda: quiet.status() == "succeeded")
+    rec = redis_conn.hgetall(k.job(quiet.id))
+    assert redis_conn.object("encoding", k.job(quiet.id)) == b"listpack"
+    assert b"result" not in rec and rec[b"attempts"] == b"1" and rec[b"consumer"]
+    assert quiet.info()["result"] is None and quiet.get(timeout=1) is None
+    assert not redis_conn.exists(k.done(quiet.id))  # nobody waited: nothing pushed
+    assert redis_conn.lrange(k.done(waited.id), 0, -1)[0].startswith(b"succeeded\n1\n")
+    assert redis_conn.zscore(k.waiting, waited.id) is None  # the settle took it out
+    info = second.info()
+    assert info["attempts"] == 2 and info["error_type"] is None and info["error"] is None
+    # A registration whose waiter went away lapses: the next get() drops it.
+    redis_conn.zadd(k.waiting, {"gone": time.time() - 1})
+    assert waited.get(timeout=1) is None
+    assert redis_conn.zscore(k.waiting, "gone") is None
+
+
 def test_result_ttl_expiry_turns_unknown_and_zero_keeps_nothing(
     redis_conn, redis_url, start_worker
 ):
