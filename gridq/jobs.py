@@ -195,7 +195,7 @@ def _fields(raw: dict[Any, Any]) -> dict[str, str]:
 
 def _outcome_item(item: bytes | str | None) -> dict[str, str] | None:
     """The record's outcome fields from a done-list item the settle script wrote
-    (``status\nattempts\nresult\nerr``, written with the record); None for other
+    (``status\\nattempts\\nresult\\nerr``, written with the record); None for other
     items (a bare status: cancel(), workflows), which send get() to the record itself."""
     if isinstance(item, str):
         item = item.encode()
