@@ -42,6 +42,11 @@ def unprocessable(field: str, msg: str, kind: str = "redis_check") -> HTTPExcept
     return HTTPException(422, detail=[_detail(["body", field], msg, kind)])
 
 
+def not_found(kind: str, name: str) -> HTTPException:
+    """The 404 of a lookup by name: "no task named 'add'"."""
+    return HTTPException(404, detail=f"no {kind} named {name!r}")
+
+
 def install_handlers(app: FastAPI, outage: RedisOutage) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,20 +10,17 @@ from __future__ import annotations
 import threading
 
 import redis
-from fastapi import HTTPException, status
 
 from gridq.queue import Queue
 from gridq.redisurl import client
 
 from ..models import TaskSpec
 from ..store import Store
+from .tasks import task_record
 
 
 async def task_spec(store: Store, name: str) -> TaskSpec:
-    rec = await store.tasks.get(name)
-    if rec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
-    return rec.spec
+    return (await task_record(store, name)).spec
 
 
 class TaskQueues:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from gridq.redisurl import explain, mask_text
 
 from ..deps import ApiDep, AuditDep, StoreDep
-from ..errors import unprocessable, validation_detail
+from ..errors import not_found, unprocessable, validation_detail
 from ..models_schedules import ScheduleOut, SchedulePatch, ScheduleSpec
 from ..store import Store
 
@@ -51,7 +51,7 @@ async def _check_task(store: Store, spec: ScheduleSpec) -> None:
 async def _one(store: Store, name: str) -> dict[str, Any]:
     view = await store.schedules.one(name)
     if view is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no schedule named {name!r}")
+        raise not_found("schedule", name)
     return view
 
 
@@ -101,7 +101,7 @@ async def patch_schedule(
 ) -> dict[str, Any]:
     old = await store.schedules.get(name)
     if old is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no schedule named {name!r}")
+        raise not_found("schedule", name)
     changes = body.model_dump(exclude_unset=True)
     merged = old.model_dump()
     if "cron" in changes and "every" not in changes:
@@ -119,7 +119,7 @@ async def patch_schedule(
         old.paused and not spec.paused
     )
     if not await store.schedules.put(spec, restart=restart):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no schedule named {name!r}")
+        raise not_found("schedule", name)
     fields = ", ".join(sorted(changes)) or "nothing"
     await store.events.add(f"schedule {name} changed: {fields}")
     await audit("schedule.patch", name, detail=f"fields: {fields}")
@@ -133,7 +133,7 @@ async def patch_schedule(
 )
 async def delete_schedule(name: str, store: StoreDep, audit: AuditDep) -> Response:
     if not await store.schedules.delete(name):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no schedule named {name!r}")
+        raise not_found("schedule", name)
     log.info("schedule %s deleted", name)
     await store.events.add(f"schedule {name} deleted")
     await audit("schedule.delete", name)
@@ -153,7 +153,7 @@ async def delete_schedule(name: str, store: StoreDep, audit: AuditDep) -> Respon
 async def run_schedule(name: str, store: StoreDep, audit: AuditDep) -> RunOut:
     spec = await store.schedules.get(name)
     if spec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no schedule named {name!r}")
+        raise not_found("schedule", name)
     task = await store.schedules.task(spec.task)
     if task is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"no task named {spec.task!r}")

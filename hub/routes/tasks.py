@@ -15,7 +15,7 @@ from gridq.redisurl import check, mask
 
 from .. import task_acl
 from ..deps import ApiDep, AuditDep, Recorder, SettingsDep, StoreDep
-from ..errors import unprocessable, validation_detail
+from ..errors import not_found, unprocessable, validation_detail
 from ..gridcore import SequenceMessage, sequence_message
 from ..gridnode_store import GridNodeStore
 from ..models import Message, TaskCreate, TaskOut, TaskPatch, TaskRecord, TaskSpec
@@ -46,10 +46,11 @@ async def _check_redis(spec: TaskSpec, timeout: float, fields: set[str] | None =
             raise unprocessable(field, str(exc)) from None
 
 
-async def _get(store: Store, name: str) -> TaskRecord:
+async def task_record(store: Store, name: str) -> TaskRecord:
+    """The task's record, or a 404 (the jobs routes look tasks up here too)."""
     rec = await store.tasks.get(name)
     if rec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+        raise not_found("task", name)
     return rec
 
 
@@ -138,7 +139,7 @@ async def _sequence(store: Store, scheduling: str, action: str, audit: Recorder)
 
 @router.get("/{name}", response_model=TaskOut, responses={404: {"description": "no such task"}})
 async def get_task(name: str, store: StoreDep, live: LiveQ = True) -> TaskOut:
-    return (await render_tasks(store, [await _get(store, name)], live))[0]
+    return (await render_tasks(store, [await task_record(store, name)], live))[0]
 
 
 @router.patch(
@@ -158,7 +159,7 @@ async def patch_task(
     audit: AuditDep,
     validate: ValidateQ = True,
 ) -> TaskOut:
-    rec = await _get(store, name)
+    rec = await task_record(store, name)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     merged = rec.spec.as_create()
     merged.update(changes)
@@ -200,7 +201,7 @@ async def delete_task(
 ) -> Response:
     gone = await store.tasks.get(name)
     if not await store.tasks.delete(name):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+        raise not_found("task", name)
     await task_acl.remove(gone.spec if gone else None, settings)
     log.info("task %s deleted", name)
     await store.events.add(f"task {name} deleted")
@@ -213,14 +214,14 @@ async def _save(store: Store, rec: TaskRecord, what: str) -> TaskOut:
     """Store a changed task (404 if it was deleted meanwhile), log the event, re-place."""
     name = rec.spec.name
     if not await store.tasks.put(rec):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task named {name!r}")
+        raise not_found("task", name)
     await store.events.add(f"task {name} {what}")
     await store.scheduling.schedule()
     return (await render_tasks(store, [rec], live=False))[0]
 
 
 async def _set_paused(store: Store, name: str, paused: bool) -> TaskOut:
-    rec = await _get(store, name)
+    rec = await task_record(store, name)
     rec.paused = paused
     rec.updated_at = time.time()
     return await _save(store, rec, "paused" if paused else "resumed")
