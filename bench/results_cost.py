@@ -2,13 +2,15 @@
 enqueue -> JobHandle.get() round trip at a steady 200 jobs/s.
 
     python -m bench.results_cost [--jobs 20000] [--rounds 5] [--rate 200] [--seconds 10]
+                                 [--prefetch N]
 
 Starts its own redis-server on a free port. Throughput: pre-load N no-op envelopes
 (``result_ttl=0``: no record, as before issue #14; default: a record per job), then
-drain them with one in-process worker (threads pool, default concurrency, burst mode),
-timed as bench/throughput.py times every framework: from the first job's start to the
-moment the N-th job is settled (its record written), so start-up and the burst
-worker's final idle wait are outside. Each round runs both variants, the order
+drain them with one in-process worker (threads pool, default concurrency and
+prefetch unless ``--prefetch`` is given, burst mode), timed as bench/throughput.py
+times every framework: from the first job's start to the moment the N-th job is
+settled (its record written), so start-up and the burst worker's final idle wait are
+outside. Each round runs both variants, the order
 swapping every round; the table gives the medians and each round's cost.
 Round trip: one worker (a process of its own) waits on the queue; a producer enqueues
 one job every 1/rate s and calls ``get()`` on it; p50/p99 of enqueue-to-result.
@@ -84,7 +86,7 @@ def _redis_cpu(q: Queue) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def drain(url: str, jobs: int, results: bool, tag: str) -> Drain:
+def drain(url: str, jobs: int, results: bool, tag: str, prefetch: int | None = None) -> Drain:
     """How fast, and at what CPU, one worker drains ``jobs`` no-op jobs."""
     queue = f"cost-{tag}"
     q = Queue.from_url(url, queue)
@@ -93,7 +95,7 @@ def drain(url: str, jobs: int, results: bool, tag: str) -> Drain:
     watch = Stopwatch(jobs)
     w = Worker(
         make_app(url, queue, watch),
-        WorkerSettings(),
+        WorkerSettings() if prefetch is None else WorkerSettings(worker_prefetch=prefetch),
         burst=True,
         install_signals=False,
         middleware=[watch],
@@ -151,6 +153,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--prefetch", type=int, default=None, help="worker prefetch (default: its own)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         proc, url = start_redis(Path(d))
@@ -160,7 +163,7 @@ def main() -> None:
                 # Alternate which goes first: a drift of the machine hits both alike.
                 for results in (False, True) if i % 2 == 0 else (True, False):
                     tag = f"{'on' if results else 'off'}{i}"
-                    runs[results].append(drain(url, a.jobs, results, tag))
+                    runs[results].append(drain(url, a.jobs, results, tag, a.prefetch))
             off, on = runs[False], runs[True]
             med = statistics.median
             m_off, m_on = med(d.rate for d in off), med(d.rate for d in on)

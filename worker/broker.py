@@ -188,13 +188,15 @@ return 1
 #   running, cancelled, kill, waiting, then per job record: record, done and, for a
 #   unique job only, its unique key; then one slots ZSET per concurrency slot to free.
 # ARGV: now, n_ack, n_result, n_retry, n_dead, n_failed, n_runs, n_slot, consumer, node,
+#   where a job id starts in its record key (1 + the length of the key prefix),
 #   then n_ack acked items, n_result results, n_retry (old, new, due) triples,
 #   n_dead (old, record) pairs, n_runs runs of records, n_slot job ids (their
 #   concurrency slots are freed). A run is records that share everything but their job:
 #   (count, status, ttl, unique_for ('' = not unique: no unique key given), attempts,
 #   finished_at ('' while retrying), err ('' or the JSON array [error_type, error,
-#   traceback])), then per record (id, started_at, result (JSON, '' = none)). A batch
-#   of successes is one run: three values a job, not nine.
+#   traceback]), with_result ('1' or '')), then per record its started_at and, in a run
+#   with results, the result (JSON). The job id is read off the record key. A batch of
+#   successes that return nothing is one run: one value a job, not nine.
 # A cancelled job's record (its id still in the cancelled set) keeps that status; an
 # expired record is never recreated (EXPIRE answers 0). A finished job's record gets
 # its TTL; if a JobHandle.get() waits for it (the waiting ZSET), the done list is set
@@ -213,9 +215,9 @@ local n_ack, n_res, n_retry, n_dead, n_failed, n_runs = tonumber(ARGV[2]), tonum
 local inflight, stats, delayed, dead, output = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local running, cancelled, kill, waiting = KEYS[16], KEYS[17], KEYS[18], KEYS[19]
 local n_slot = tonumber(ARGV[8])
-local consumer, node = ARGV[9], ARGV[10]
+local consumer, node, jp = ARGV[9], ARGV[10], tonumber(ARGV[11])
 local missing = 0
-local i = 11
+local i = 12
 for _ = 1, n_ack do
   if redis.call('LREM', inflight, -1, ARGV[i]) == 0 then missing = missing + 1 end
   i = i + 1
@@ -247,17 +249,23 @@ if n_runs > 0 then
   any_waiting = redis.call('ZCARD', waiting) > 0
 end
 for _ = 1, n_runs do
-  local cnt, st, ttl, hold, att, fin, err = tonumber(ARGV[i]), ARGV[i + 1],
-    tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  i = i + 7
+  local cnt, st, ttl, hold, att, fin, err, with_res = tonumber(ARGV[i]), ARGV[i + 1],
+    tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+    ARGV[i + 7] ~= ''
+  i = i + 8
   local final = st == 'succeeded' or st == 'dead' or st == 'cancelled'
   local e = err ~= '' and cjson.decode(err)
   for _ = 1, cnt do
-    local id, started, res = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     -- KEYS[k]: the record, KEYS[k + 1]: its done list, KEYS[k + 2]: its unique key
     -- (only in a run of unique jobs: its unique_for is given, '' otherwise)
     local rec, done, ukey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-    i = i + 3
+    local id, started, res = string.sub(rec, jp), ARGV[i], ''
+    if with_res then
+      res = ARGV[i + 1]
+      i = i + 2
+    else
+      i = i + 1
+    end
     if hold then k = k + 3 else k = k + 2 end
     unmark[#unmark + 1] = id
     if any_cancelled and redis.call('SISMEMBER', cancelled, id) == 1 then
@@ -265,18 +273,32 @@ for _ = 1, n_runs do
       if final then redis.call('SREM', cancelled, id) end
     elseif (final and redis.call('EXPIRE', rec, ttl) == 1)
         or (not final and redis.call('EXISTS', rec) == 1) then
-      local f = {'status', st, 'attempts', att, 'consumer', consumer, 'node', node,
-        'started_at', started}
-      if final then f[11] = 'finished_at'; f[12] = fin end
-      if res ~= '' then f[#f + 1] = 'result'; f[#f + 1] = res end
-      if e then
-        f[#f + 1] = 'error_type'; f[#f + 1] = e[1]
-        f[#f + 1] = 'error'; f[#f + 1] = e[2]
-        f[#f + 1] = 'traceback'; f[#f + 1] = e[3]
-      elseif att ~= '1' then  -- a later try succeeded: the earlier failure is not its outcome
-        redis.call('HDEL', rec, 'error_type', 'error', 'traceback')
+      if e or not final then
+        -- A failure (rare): the fields may be gathered in a table.
+        local f = {'status', st, 'attempts', att, 'consumer', consumer, 'node', node,
+          'started_at', started}
+        if final then f[11] = 'finished_at'; f[12] = fin end
+        if res ~= '' then f[#f + 1] = 'result'; f[#f + 1] = res end
+        if e then
+          f[#f + 1] = 'error_type'; f[#f + 1] = e[1]
+          f[#f + 1] = 'error'; f[#f + 1] = e[2]
+          f[#f + 1] = 'traceback'; f[#f + 1] = e[3]
+        end
+        redis.call('HSET', rec, unpack(f))
+      else
+        -- The hot path, its arguments written out: a table and unpack() per job cost
+        -- more than the HSET itself.
+        if att ~= '1' then  -- a later try succeeded: the earlier failure is not its outcome
+          redis.call('HDEL', rec, 'error_type', 'error', 'traceback')
+        end
+        if res ~= '' then
+          redis.call('HSET', rec, 'status', st, 'attempts', att, 'consumer', consumer,
+            'node', node, 'started_at', started, 'finished_at', fin, 'result', res)
+        else
+          redis.call('HSET', rec, 'status', st, 'attempts', att, 'consumer', consumer,
+            'node', node, 'started_at', started, 'finished_at', fin)
+        end
       end
-      redis.call('HSET', rec, unpack(f))
       if final then
         if any_waiting and redis.call('ZREM', waiting, id) == 1 then
           -- Someone waits in get(): the item is the outcome itself (no raw newlines in
@@ -427,7 +449,7 @@ class Settlement:
 
 def _runs(records: list[RecordUpdate]) -> list[list[RecordUpdate]]:
     """Records in runs of neighbours that share everything the settle script takes
-    once per run (status, TTL, uniqueness, attempts, error)."""
+    once per run (status, TTL, uniqueness, attempts, error, whether there is a result)."""
     runs: list[list[RecordUpdate]] = []
     prev: RecordUpdate | None = None
     for r in records:
@@ -445,6 +467,7 @@ def _same_run(a: RecordUpdate, b: RecordUpdate) -> bool:
         and a.attempts == b.attempts
         and a.finished_at == b.finished_at
         and a.err == b.err
+        and bool(a.result) == bool(b.result)
         and (a.key is None) == (b.key is None)
         and a.unique_for == b.unique_for
     )
@@ -498,6 +521,7 @@ class Broker:
         self.consumer_id = consumer_id
         self.inflight = self.k.inflight(consumer_id)
         self.alive = self.k.alive(consumer_id)
+        self._id_at = len(self.k.job("")) + 1  # the settle script reads ids off record keys
         self.lease = lease
         self._route = [self.k.pending] + [
             self.k.priority(p) for p in range(1, protocol.MAX_PRIORITY + 1)
@@ -642,6 +666,7 @@ class Broker:
             len(s.slots),
             self.consumer_id,
             self.node,
+            self._id_at,
         ]
         args.extend(s.acks)
         args.extend(results)
@@ -653,10 +678,25 @@ class Broker:
         for run in runs:
             r = run[0]
             hold = repr(r.unique_for) if r.key else ""
-            args.extend((len(run), r.status, r.ttl, hold, r.attempts, r.finished_at, r.err))
+            args.extend(
+                (
+                    len(run),
+                    r.status,
+                    r.ttl,
+                    hold,
+                    r.attempts,
+                    r.finished_at,
+                    r.err,
+                    "1" if r.result else "",
+                )
+            )
+            job, done = self.k.job, self.k.done
             for r in run:
-                args.extend((r.job_id, r.started_at, r.result))
-                rec_keys += [self.k.job(r.job_id), self.k.done(r.job_id)]
+                if r.result:
+                    args.extend((r.started_at, r.result))
+                else:
+                    args.append(r.started_at)
+                rec_keys += [job(r.job_id), done(r.job_id)]
                 if r.key:
                     rec_keys.append(self.k.unique(r.key))
         for task, job_id in s.slots:

@@ -20,6 +20,7 @@ import redis
 import gridq
 from gridq.queue import Queue
 from gridq.worker import App
+from gridq.worker.broker import Broker, RecordUpdate, Settlement, _runs
 from tests.support import wait_for
 from tests.worker.conftest import ROOT
 
@@ -150,6 +151,36 @@ def test_records_stay_compact_and_only_waited_jobs_get_a_done_list(
     assert redis_conn.zscore(k.waiting, "gone") is None
 
 
+def test_settle_runs_mix_results_and_none_in_one_batch(redis_conn):
+    """The settle script's runs (worker/broker.py SETTLE): neighbours with and without
+    a result, and with another status, travel in separate runs within one batch, and
+    each record gets its own values (the id read off its key)."""
+    q = Queue(redis_conn, Q)
+    handles = [q.enqueue("t") for _ in range(5)]
+    b = Broker(redis_conn, Q, "c-1", node="n-1")
+    items = b.claim(10)
+    assert items is not None and len(items) == 5
+    now = time.time()
+    plan = [("succeeded", "[1]"), ("succeeded", ""), ("succeeded", ""), ("dead", ""),
+            ("succeeded", '{"a":2}')]  # fmt: skip
+    s = Settlement()
+    for item, h, (status, result) in zip(items, handles, plan, strict=True):
+        s.acks.append(item)
+        err = '["ValueError","bad","tb"]' if status == "dead" else ""
+        s.records.append(
+            RecordUpdate(h.id, status, 60, None, 0.0, 1, repr(now - 1), repr(now), result, err)
+        )
+    assert len(_runs(s.records)) == 4
+    assert b.settle(s) == 0
+    got = [h.info() for h in handles]
+    assert [g["status"] for g in got] == [p[0] for p in plan]
+    assert [g["result"] for g in got] == [[1], None, None, None, {"a": 2}]
+    assert got[3]["error_type"] == "ValueError" and got[3]["error"] == "bad"
+    assert all(g["consumer"] == "c-1" and g["node"] == "n-1" for g in got)
+    assert all(0 < redis_conn.ttl(q.keys.job(h.id)) <= 60 for h in handles)
+    assert not redis_conn.hlen(q.keys.running)
+
+
 def test_result_ttl_expiry_turns_unknown_and_zero_keeps_nothing(
     redis_conn, redis_url, start_worker
 ):
@@ -222,6 +253,7 @@ SLOW = """
 import asyncio, os, time
 import redis
 from gridq.worker import App
+from gridq.worker.broker import Broker, RecordUpdate, Settlement, _runs
 
 app = App()
 marks = redis.Redis.from_url(os.environ["INPUT_REDIS_URL"])
@@ -315,6 +347,7 @@ def test_sigkilled_worker_job_runs_again_one_result(redis_conn, redis_url, spawn
 import os, time
 import redis
 from gridq.worker import App
+from gridq.worker.broker import Broker, RecordUpdate, Settlement, _runs
 
 app = App()
 marks = redis.Redis.from_url(os.environ["INPUT_REDIS_URL"])
