@@ -675,6 +675,7 @@ class Broker:
         for old, dead_rec in s.deads:
             args.extend((old, dead_rec))
         rec_keys: list[str] = []
+        job, done = self.k.job, self.k.done
         for run in runs:
             r = run[0]
             hold = repr(r.unique_for) if r.key else ""
@@ -690,7 +691,6 @@ class Broker:
                     "1" if r.result else "",
                 )
             )
-            job, done = self.k.job, self.k.done
             for r in run:
                 if r.result:
                     args.extend((r.started_at, r.result))
