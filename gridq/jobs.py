@@ -175,6 +175,28 @@ end
 return out
 """
 
+# KEYS: record, waiting, done. ARGV: id, until (unix time), now, marker ttl (seconds).
+# A get() looks: drops lapsed waiters, reads the record, and registers as waiting
+# while the job is unfinished. A finished or unknown job gets no more pushes, so the
+# script leaves a bare status in its done list (unless an item is there): the BLMOVE
+# that get() sends in the same round trip returns at once instead of blocking.
+WATCH = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+local rec = redis.call('HGETALL', KEYS[1])
+local st = false
+for j = 1, #rec, 2 do
+  if rec[j] == 'status' then st = rec[j + 1] end
+end
+if st and st ~= 'succeeded' and st ~= 'dead' and st ~= 'cancelled' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+elseif redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('RPUSH', KEYS[3], st or 'unknown')
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
+return rec
+"""
+_MARKER_TTL = 10
+
 
 def _text(v: Any) -> str | None:
     if v is None:
@@ -331,42 +353,53 @@ class JobHandle:
         """The handler's return value, once the job is done. Raises JobFailed (dead),
         JobCancelled, TimeoutError (not done within ``timeout`` seconds) or JobUnknown."""
         end = None if timeout is None else time.monotonic() + timeout
-        done = self._keys.done(self.id)
         chunk = _block_limit(self._conn)
-        rec = self._watch(chunk)
         while True:
+            left = chunk if end is None else min(chunk, end - time.monotonic())
+            rec, item = self._watch(max(left, 0.01))
             st = rec.get("status")
             if not st:
-                self._conn.zrem(self._keys.waiting, self.id)
                 raise JobUnknown(f"no record of job {self.id} in queue {self.queue!r}")
             if st in TERMINAL:
                 return self._outcome(rec)
-            wait = chunk if end is None else min(chunk, end - time.monotonic())
-            if wait <= 0:
+            outcome = _outcome_item(item)
+            if outcome is not None:
+                return self._outcome(outcome)
+            if item is None and end is not None and time.monotonic() >= end:
                 raise TimeoutError(f"job {self.id} not done within {timeout:g} s")
-            # A rotation, not a pop: every waiter sees the item, and it stays.
-            try:
-                item = self._conn.blmove(done, done, max(wait, 0.01), "RIGHT", "LEFT")
-            except redis_timeout():
-                item = None  # the socket's own timeout (unknown to _block_limit): read again
-            rec = _outcome_item(item) or self._watch(chunk)
+            # A bare status (cancel, workflows) or the end of a chunk: look again.
 
-    def _watch(self, wait: float) -> dict[str, str]:
-        """Register as waiting for the next ``wait`` seconds and read the record, in one
-        transaction: the settle script (atomic) either ran before (the record says the
-        job finished) or runs after and, seeing the id in the waiting ZSET, pushes to
-        the done list get() blocks on. Entries of waiters that went away lapse: each
-        registration drops those past their time."""
+    def _watch(self, wait: float) -> tuple[dict[str, str], bytes | None]:
+        """Look at the record and wait up to ``wait`` s for the job's done list, in one
+        round trip: the WATCH script registers as waiting and reads the record (the
+        settle script, atomic too, either ran before, and the record says so, or runs
+        after and, seeing the id in the waiting ZSET, pushes to the done list), then
+        ``BLMOVE done done`` blocks (a rotation, so every waiter sees the item). On a
+        cluster client the two go one after the other (same slot, same outcome)."""
+        from gridq.redisurl import is_cluster
+
         k = self._keys
+        done = k.done(self.id)
         now = time.time()
-        pipe = self._conn.pipeline(transaction=True)
-        pipe.zremrangebyscore(k.waiting, "-inf", now)
-        pipe.zadd(k.waiting, {self.id: now + wait + _WAIT_SLACK})
-        pipe.hgetall(k.job(self.id))
-        rec = _fields(pipe.execute()[-1])
-        if rec.get("status") in TERMINAL:
-            self._conn.zrem(k.waiting, self.id)  # finished before we looked: nothing to wake
-        return rec
+        # EVAL, not a registered script's EVALSHA: in a pipeline, redis-py would first
+        # ask SCRIPT EXISTS (another round trip); Redis caches the script by its digest.
+        call: list[Any] = [WATCH, 3, k.job(self.id), k.waiting, done]
+        call += [self.id, repr(now + wait + _WAIT_SLACK), repr(now), _MARKER_TTL]
+        item: bytes | None = None
+        try:
+            if is_cluster(self._conn):
+                raw = self._conn.eval(*call)
+                item = self._conn.blmove(done, done, wait, "RIGHT", "LEFT")
+            else:
+                pipe = self._conn.pipeline(transaction=False)
+                pipe.eval(*call)
+                pipe.blmove(done, done, wait, "RIGHT", "LEFT")
+                raw, item = pipe.execute()
+        except redis_timeout():
+            # The socket's own timeout (unknown to _block_limit): read without waiting.
+            raw = self._conn.eval(*call)
+        it = iter(raw)
+        return _fields(dict(zip(it, it, strict=True))), item
 
     # --- control ----------------------------------------------------------------------
 

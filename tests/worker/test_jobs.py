@@ -139,8 +139,11 @@ def test_records_stay_compact_and_only_waited_jobs_get_a_done_list(
     # The compact encoding: "listpack" since Redis 7, "ziplist" on 6.2.
     assert redis_conn.object("encoding", k.job(quiet.id)) in (b"listpack", b"ziplist")
     assert b"result" not in rec and rec[b"attempts"] == b"1" and rec[b"consumer"]
-    assert quiet.info()["result"] is None and quiet.get(timeout=1) is None
     assert not redis_conn.exists(k.done(quiet.id))  # nobody waited: nothing pushed
+    assert quiet.info()["result"] is None and quiet.get(timeout=1) is None
+    # get() on a finished job leaves a short-lived bare status for its own BLMOVE.
+    assert redis_conn.lrange(k.done(quiet.id), 0, -1) == [b"succeeded"]
+    assert 0 < redis_conn.ttl(k.done(quiet.id)) <= 10
     assert redis_conn.lrange(k.done(waited.id), 0, -1)[0].startswith(b"succeeded\n1\n")
     assert redis_conn.zscore(k.waiting, waited.id) is None  # the settle took it out
     info = second.info()
@@ -416,7 +419,7 @@ def test_unique_key_released_on_cancel(redis_conn, redis_url):
     assert b != a and b.status() == "queued"
 
 
-@pytest.mark.parametrize("name", ["broker.ADOPT", "jobs.ENQUEUE", "jobs.CANCEL"])
+@pytest.mark.parametrize("name", ["broker.ADOPT", "jobs.ENQUEUE", "jobs.CANCEL", "jobs.WATCH"])
 def test_job_scripts_take_every_key_through_keys(name: str) -> None:
     from gridq import jobs
     from gridq.worker import broker
