@@ -177,7 +177,7 @@ return out
 
 # KEYS: record, waiting, done. ARGV: id, until (unix time), now, marker ttl (seconds).
 # A get() looks: drops lapsed waiters, reads the record, and registers as waiting
-# while the job is unfinished. A finished or unknown job gets no more pushes, so the
+# while the job is unfinished (dropping a stale done list). A finished or unknown job gets no more pushes, so the
 # script leaves a bare status in its done list (unless an item is there): the BLMOVE
 # that get() sends in the same round trip returns at once instead of blocking.
 WATCH = """
@@ -189,6 +189,9 @@ for j = 1, #rec, 2 do
 end
 if st and st ~= 'succeeded' and st ~= 'dead' and st ~= 'cancelled' then
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  -- Whatever a done list holds while the job is unfinished is stale (a status left by
+  -- a look before the job existed): it would wake the BLMOVE at once, again and again.
+  redis.call('DEL', KEYS[3])
 elseif redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('RPUSH', KEYS[3], st or 'unknown')
   redis.call('EXPIRE', KEYS[3], ARGV[4])

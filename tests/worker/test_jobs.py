@@ -184,6 +184,23 @@ def test_settle_runs_mix_results_and_none_in_one_batch(redis_conn):
     assert not redis_conn.hlen(q.keys.running)
 
 
+def test_get_before_the_job_exists_leaves_nothing_that_spins(redis_conn):
+    """get() on an id that has no record yet raises JobUnknown and leaves a bare status
+    for its own BLMOVE; once a job with that id exists, a get() must block again, not
+    wake on that stale item over and over (counted in commands, not timed)."""
+    q = Queue(redis_conn, Q)
+    with pytest.raises(gridq.JobUnknown):
+        q.job("early-1").get(timeout=1)
+    assert redis_conn.lrange(q.keys.done("early-1"), 0, -1) == [b"unknown"]
+    h = q.enqueue("t", _job_id="early-1")
+    redis_conn.config_resetstat()
+    with pytest.raises(TimeoutError):
+        h.get(timeout=0.5)
+    calls = redis_conn.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0)
+    assert 1 <= calls <= 2, calls
+    assert not redis_conn.exists(q.keys.done("early-1"))
+
+
 def test_result_ttl_expiry_turns_unknown_and_zero_keeps_nothing(
     redis_conn, redis_url, start_worker
 ):
