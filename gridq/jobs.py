@@ -177,9 +177,10 @@ return out
 
 # KEYS: record, waiting, done. ARGV: id, until (unix time), now, marker ttl (seconds).
 # A get() looks: drops lapsed waiters, reads the record, and registers as waiting
-# while the job is unfinished (dropping a stale done list). A finished or unknown job gets no more pushes, so the
-# script leaves a bare status in its done list (unless an item is there): the BLMOVE
-# that get() sends in the same round trip returns at once instead of blocking.
+# while the job is unfinished (dropping a stale done list). A finished or unknown job
+# gets no more pushes, so the script leaves a bare status in its done list (unless an
+# item is there): the BLMOVE that get() sends in the same round trip returns at once
+# instead of blocking.
 WATCH = """
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local rec = redis.call('HGETALL', KEYS[1])
