@@ -38,6 +38,20 @@ def test_refuses_weak_tokens(admin: str | None, join: str | None, why: str) -> N
             assert t not in str(exc.value)  # never echo a token
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        # What `openssl rand -hex 24` and token_urlsafe can give: random, yet holding
+        # a placeholder's letters. About one hex draw in 1,500 holds "1234".
+        "9f3e51234c0d8a7b6e2f4a9c1d3b5e7f0a2c4e6f8a1b3d5e",
+        "Qx7-kLXxXxp2Rz9Tm4Wv8Yb1Nc6Hd3Jf5Gs0AdMiNe2",
+        "prod-admin-" + "5c1f9e0b7d2a4c6e8f1a3b5d",
+    ],
+)
+def test_accepts_strong_tokens_that_hold_a_placeholders_letters(token: str) -> None:
+    assert check_tokens(HubSettings(token=token, node_token=JOIN)) == []
+
+
 def test_insecure_dev_warns_loudly(caplog: pytest.LogCaptureFixture, redis_url: str) -> None:
     with caplog.at_level(logging.WARNING, logger="gridq.hub"):
         app = create_app(HubSettings(redis_url=redis_url, insecure_dev=True), background=False)
