@@ -69,6 +69,9 @@ class Pool:
     # The middleware's before_job, run just before each handler; None (no middleware
     # overrides it) keeps the hot path free of it.
     before: BeforeJob | None = None
+    # Whether the thread that reports a job through on_done may block on Redis for a
+    # while (the worker may settle the job there; worker.py _settle_here).
+    may_block = True
 
     def __init__(self, app: App, concurrency: int, want_result: bool, on_done: OnDone) -> None:
         self.app = app
@@ -460,6 +463,7 @@ class AsyncioPool(Pool):
     ``def`` handlers run in the loop's default executor so they cannot block it."""
 
     name = "asyncio"
+    may_block = False  # on_done runs on the event loop
 
     def __init__(self, app: App, concurrency: int, want_result: bool, on_done: OnDone) -> None:
         super().__init__(app, concurrency, want_result, on_done)

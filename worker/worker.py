@@ -9,6 +9,9 @@ Threads (all daemonic, so a handler that never returns cannot hold the exit):
 * **pool** threads / children / loop run the handlers (see pools.py).
 * **settler** collects finished jobs and records their outcomes in batches: one
   atomic SETTLE script per batch (acks, results, retries, dead letters, counters).
+  When the queue is dry and nothing else is claimed, the thread that ran the job
+  settles it itself (no batch to wait for; the hand-off would add a thread wake-up to
+  the job's latency), unless the pool says its threads must not block (asyncio).
 * **heartbeat** renews the lease (every lease/3), reaps dead consumers' jobs (every
   lease/2) and promotes due delayed jobs (every 0.25 s).
 * the **main** thread only handles signals and supervises shutdown, so a signal never
@@ -125,6 +128,7 @@ class Worker:
         self._before_job = overriding(self.middleware, "before_job")
         self._after_job = overriding(self.middleware, "after_job")
         self._unsettled = 0  # finished, outcome not yet written
+        self._dry = False  # the last claim emptied the queue (took less than it could)
         self._claimed: Counter[bytes] = Counter()  # claimed, not settled/requeued
         self._claimed_lock = threading.Lock()
         # Concurrency-limited tasks, and the slots this worker holds (task -> job ids):
@@ -420,6 +424,7 @@ class Worker:
                     continue
                 if b.dropped:
                     self._dropped(b.dropped)
+                self._dry = len(items) < room  # this claim emptied the queue
                 if not items:
                     if self.burst and self._burst_finished():
                         self._burst_done = True
@@ -567,9 +572,28 @@ class Worker:
         with self._cond:
             self._pending -= 1
             self._unsettled += 1
+            alone = self._pending == 0 and self._dry
             if self._pending == self.low_water:
                 self._cond.notify()
+        if alone and self._settle_here(d, out):
+            return
         self._done.put((d, out))
+
+    def _settle_here(self, d: Dispatch, out: Outcome) -> bool:
+        """Settle ``d`` in the calling thread if it may (True: done): only the
+        thread that ran it, in a pool whose threads may block on Redis, while no settle
+        runs. A watchdog or canceller reporting for another thread never does: it must
+        stay free for its own work through a Redis outage."""
+        assert self.pool is not None
+        if not self.pool.may_block or d.thread is not threading.current_thread():
+            return False
+        if not self._settle_lock.acquire(blocking=False):
+            return False
+        try:
+            self._settle_batch(self._drain([(d, out)]))
+        finally:
+            self._settle_lock.release()
+        return True
 
     def _settle_loop(self) -> None:
         while not (self._force or self._closed):

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import urllib.request
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -13,9 +14,13 @@ import redis
 
 from gridq import keys, protocol
 from gridq.errors import Reject, Retry
+from gridq.protocol import Job
 from gridq.queue import Queue
 from gridq.worker import App
+from gridq.worker.middleware import Middleware
+from gridq.worker.worker import Worker
 from tests.support import wait_for
+from tests.worker.conftest import Running, settings
 
 Q = "wq"
 OUT = "wq-out"
@@ -475,3 +480,65 @@ def test_demo_app(redis_conn, redis_url, start_worker):
     assert start_worker(app, burst=True, worker_pool="solo").join() == 0
     out = results(redis_conn, 2)
     assert json.loads(out[0])["result"] == 10 and out[1] == b"144"
+
+
+class _SettledIn(Middleware):
+    """The name of the thread that settled each succeeded job."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def on_ok(self, job: Job, task: str, duration: float) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
+@pytest.mark.parametrize(
+    ("pool", "lone_job_settler"),
+    # solo runs its jobs in the fetching thread
+    [("threads", "gridq-job-"), ("solo", "gridq-fetch"), ("asyncio", "gridq-settle")],
+)
+def test_a_lone_job_is_settled_where_it_ran_and_a_busy_queue_in_batches(
+    pool: str, lone_job_settler: str, redis_conn: redis.Redis, redis_url: str
+) -> None:
+    # A job that finds the worker idle has nothing to share a settle with: the thread
+    # that ran it settles it, saving a thread wake-up on its round trip. Not on the
+    # asyncio pool, whose event loop must never wait on Redis; not for a busy queue,
+    # whose outcomes the settle thread gathers into batches.
+    app = make_app(redis_url, None)
+
+    @app.task
+    def noop() -> None:
+        pass
+
+    where = _SettledIn()
+    q = Queue(redis_conn, Q)
+    run = Running(
+        Worker(app, settings(worker_pool=pool), middleware=[where], install_signals=False)
+    )
+    try:
+        wait_for(lambda: redis_conn.zcard(keys.QueueKeys(Q).consumers) == 1, 10)
+        for n in range(1, 4):  # one at a time: each finds the worker idle
+            q.enqueue("noop").get(timeout=10)
+            wait_for(lambda n=n: len(where.threads) == n, 10)  # on_ok follows the settle
+            assert where.threads[-1].startswith(lone_job_settler), where.threads
+        run.stop()
+        for _ in range(300):
+            q.enqueue("noop")
+        run = Running(
+            Worker(
+                app,
+                settings(worker_pool=pool),
+                burst=True,
+                middleware=[where],
+                install_signals=False,
+            )
+        )
+        assert run.join() == 0
+        busy = where.threads[3:]
+        assert len(busy) == 300
+        # Only the tail, once the last claim emptied the queue, may be settled by the
+        # job that finished last (with what was still waiting for the settle thread).
+        assert busy.count("gridq-settle") >= 200, Counter(busy)
+    finally:
+        if run.thread.is_alive():
+            run.stop()
