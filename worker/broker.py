@@ -534,6 +534,7 @@ class Broker:
         self._leave = conn.register_script(LEAVE)
         self._adopt = conn.register_script(ADOPT)
         self.dropped: list[bytes] = []  # cancelled items the last claim dropped
+        self.emptied = False  # the last claim took less than it could
         self.limits = list(limits)
         self._limit_keys: list[str] = []
         self._limit_args: list[str | int] = [len(self.limits)]
@@ -571,6 +572,9 @@ class Broker:
             return None
         items, dropped = res
         self.dropped = list(dropped)
+        # Took less than it could: the ready lists are empty now (or the rest is over
+        # a limit, parked), so nothing else is there to batch with.
+        self.emptied = len(items) + len(dropped) < min(n, MAX_BATCH)
         return list(items)
 
     def wait_claim(self, timeout: float) -> bytes | None:

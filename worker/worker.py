@@ -424,7 +424,7 @@ class Worker:
                     continue
                 if b.dropped:
                     self._dropped(b.dropped)
-                self._dry = len(items) < room  # this claim emptied the queue
+                self._dry = b.emptied
                 if not items:
                     if self.burst and self._burst_finished():
                         self._burst_done = True
