@@ -128,7 +128,6 @@ class Worker:
         self._before_job = overriding(self.middleware, "before_job")
         self._after_job = overriding(self.middleware, "after_job")
         self._unsettled = 0  # finished, outcome not yet written
-        self._dry = False  # the last claim emptied the queue (took less than it could)
         self._claimed: Counter[bytes] = Counter()  # claimed, not settled/requeued
         self._claimed_lock = threading.Lock()
         # Concurrency-limited tasks, and the slots this worker holds (task -> job ids):
@@ -424,7 +423,6 @@ class Worker:
                     continue
                 if b.dropped:
                     self._dropped(b.dropped)
-                self._dry = b.emptied
                 if not items:
                     if self.burst and self._burst_finished():
                         self._burst_done = True
@@ -572,7 +570,7 @@ class Worker:
         with self._cond:
             self._pending -= 1
             self._unsettled += 1
-            alone = self._pending == 0 and self._dry
+            alone = self._pending == 0
             if self._pending == self.low_water:
                 self._cond.notify()
         if alone and self._settle_here(d, out):
@@ -580,12 +578,15 @@ class Worker:
         self._done.put((d, out))
 
     def _settle_here(self, d: Dispatch, out: Outcome) -> bool:
-        """Settle ``d`` in the calling thread if it may (True: done): only the
-        thread that ran it, in a pool whose threads may block on Redis, while no settle
-        runs. A watchdog or canceller reporting for another thread never does: it must
-        stay free for its own work through a Redis outage."""
-        assert self.pool is not None
-        if not self.pool.may_block or d.thread is not threading.current_thread():
+        """Settle ``d`` in the calling thread if it may (True: done): only after the last
+        claim emptied the queue (nothing to batch it with), only the thread that ran it,
+        in a pool whose threads may block on Redis, while no settle runs. A watchdog or
+        canceller reporting for another thread never does: it must stay free for its own
+        work through a Redis outage."""
+        assert self.pool is not None and self.broker is not None
+        if not self.broker.emptied or not self.pool.may_block:
+            return False
+        if d.thread is not threading.current_thread():
             return False
         if not self._settle_lock.acquire(blocking=False):
             return False
